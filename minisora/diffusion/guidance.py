@@ -1,0 +1,50 @@
+"""Classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance").
+
+One network learns both p(x | c) and p(x), by replacing the condition with a null condition at random during
+training (`drop_condition`). At sampling, the two denoisers are extrapolated (`GuidedDenoiser`).
+"""
+from typing import Callable, Optional
+
+import torch
+
+
+def drop_condition(labels: torch.Tensor, probability: float, null_label: int,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Replace each label by `null_label` with the given probability (Ho & Salimans 2022, Algorithm 1, p_uncond)."""
+    if not 0 <= probability <= 1:
+        raise ValueError(f"drop probability must be in [0, 1], got {probability}")
+    dropped = torch.rand(labels.shape, generator=generator, device=labels.device) < probability
+    return torch.where(dropped, torch.full_like(labels, null_label), labels)
+
+
+def classifier_free_guidance(denoised_conditional: torch.Tensor, denoised_unconditional: torch.Tensor,
+                             scale: float) -> torch.Tensor:
+    """Ho & Salimans 2022, Eq. 6, written for x_0 instead of eps (the same, since both are affine in x):
+    D_w = D(x | null) + w (D(x | c) - D(x | null)); w = 1 is the conditional model, w = 0 the unconditional."""
+    return denoised_unconditional + scale * (denoised_conditional - denoised_unconditional)
+
+
+class GuidedDenoiser:
+    """A denoiser with classifier-free guidance at `scale`, running the conditional and the null condition as
+    one batch of twice the size. `null_cond` holds the null value of every condition, e.g. {"label": 10}."""
+
+    def __init__(self, denoiser: Callable, scale: float, null_cond: dict):
+        if not null_cond:
+            raise ValueError("classifier-free guidance needs a null condition, e.g. null_cond={'label': num_classes}; "
+                             "an unconditional model cannot be guided: use it without GuidedDenoiser")
+        self.denoiser, self.scale, self.null_cond = denoiser, scale, null_cond
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
+        if set(cond) != set(self.null_cond):
+            raise ValueError(f"guided denoiser got conditions {sorted(cond)} but its null condition names "
+                             f"{sorted(self.null_cond)}; pass a value for each (a guidance scale needs a "
+                             "conditional model)")
+        if self.scale == 1:
+            return self.denoiser(x, sigma, **cond)
+        batch = x.shape[0]
+        both = {}
+        for name, value in cond.items():
+            null = torch.as_tensor(self.null_cond[name], dtype=value.dtype, device=value.device)
+            both[name] = torch.cat([value, null.expand_as(value)])
+        denoised = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
+        return classifier_free_guidance(denoised[:batch], denoised[batch:], self.scale)

@@ -1,0 +1,1 @@
+"""Networks: embeddings, the toy MLP, and (in later lessons) the transformers and the video VAE."""

@@ -1,0 +1,19 @@
+"""Exponential moving average of weights (used by DDPM, EDM and DiT for sampling)."""
+import copy
+
+import torch
+from torch import nn
+
+
+def make_ema(model: nn.Module) -> nn.Module:
+    """A frozen copy of `model` to hold the average, kept in float32."""
+    ema = copy.deepcopy(model).float().eval()
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
+    for average, current in zip(ema.parameters(), model.parameters()):
+        average.lerp_(current.detach().float(), 1 - decay)

@@ -1,0 +1,45 @@
+"""The command line and config overrides."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minisora.config import apply_overrides
+from minisora.train.toy2d import Toy2DConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_overrides_take_the_field_types():
+    config = apply_overrides(Toy2DConfig(), ["--steps=7", "--learning_rate=0.5", "--dataset=ring"])
+    assert (config.steps, config.learning_rate, config.dataset) == (7, 0.5, "ring")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--stepz=3", "known keys: .*steps"),
+    ("--steps=many", "takes a int"),
+    ("steps=3", "--key=value"),
+])
+def test_bad_overrides_are_clear_errors(override, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(Toy2DConfig(), [override])
+
+
+def test_train_command_writes_its_report(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minisora", "train", "--preset", "toy2d", "--steps=30",
+                             "--num_samples=200", "--sampling_steps=4", f"--out_dir={tmp_path}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "sliced Wasserstein" in result.stdout
+    for name in ("samples.png", "loss.png", "metrics.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["steps"] == 30 and metrics["samples"] > 0
+
+
+def test_unknown_key_on_the_command_line_fails_with_the_list():
+    result = subprocess.run([sys.executable, "-m", "minisora", "train", "--stepz=3"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "known keys" in result.stderr

@@ -1,0 +1,64 @@
+"""Classifier-free guidance on the exact class-conditional denoiser, and the EDM training loss."""
+import pytest
+import torch
+
+from minisora.diffusion.edm import EDMDenoiser, edm_loss, edm_loss_weight, sample_training_sigmas
+from minisora.diffusion.guidance import GuidedDenoiser
+
+
+def test_guided_denoiser_batches_the_two_passes(mixture):
+    x, sigma = torch.randn(6, 2, dtype=torch.float64), torch.full((6,), 0.7, dtype=torch.float64)
+    label = torch.tensor([0, 1, 2, 0, 1, 2])
+    null = torch.full_like(label, mixture.num_components)
+    conditional, unconditional = mixture.denoiser(x, sigma, label=label), mixture.denoiser(x, sigma, label=null)
+    for scale in (0.0, 1.0, 4.0):
+        guided = GuidedDenoiser(mixture.denoiser, scale, {"label": mixture.num_components})(x, sigma, label=label)
+        torch.testing.assert_close(guided, unconditional + scale * (conditional - unconditional))
+
+
+def test_guidance_sharpens_the_class(mixture):
+    """With the exact conditional model, guidance scale > 1 pushes samples away from the other classes."""
+    from minisora.diffusion.samplers import sample_heun
+    from minisora.diffusion.schedules import karras_sigmas
+
+    sigmas = karras_sigmas(30).double()
+    x = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * sigmas[0]
+    label = torch.zeros(2000, dtype=torch.long)
+    distances = {}
+    for scale in (1.0, 4.0):
+        guided = GuidedDenoiser(mixture.denoiser, scale, {"label": mixture.num_components})
+        samples = sample_heun(guided, x, sigmas, cond={"label": label})
+        distances[scale] = float((samples - mixture.means[1:].mean(0)).norm(dim=1).mean())
+    assert distances[4.0] > distances[1.0] + 0.1
+
+
+def test_guidance_needs_a_condition(mixture):
+    with pytest.raises(ValueError, match="null condition"):
+        GuidedDenoiser(mixture.denoiser, 3.0, {})
+    guided = GuidedDenoiser(mixture.denoiser, 3.0, {"label": 3})
+    with pytest.raises(ValueError, match="conditional model"):
+        guided(torch.zeros(2, 2), torch.ones(2))
+
+
+def test_training_sigmas_are_log_normal():
+    sigma = sample_training_sigmas(200_000, generator=torch.Generator().manual_seed(0))
+    assert abs(sigma.log().mean().item() + 1.2) < 0.01 and abs(sigma.log().std().item() - 1.2) < 0.01
+
+
+def test_edm_loss_of_the_ideal_denoiser_is_the_bayes_error(mixture):
+    """The ideal denoiser reaches a lower EDM loss than a perturbed one: the loss is minimised by E[x_0 | x]."""
+    x0 = mixture.sample(50_000, torch.Generator().manual_seed(0)).double()
+    ideal = edm_loss(mixture.denoiser, x0, generator=torch.Generator().manual_seed(1))
+    shrunk = edm_loss(lambda x, sigma: 0.9 * mixture.denoiser(x, sigma), x0, generator=torch.Generator().manual_seed(1))
+    assert ideal < shrunk
+    # weight lambda(sigma) = 1 / c_out^2 (Table 1): with c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    c_out = sigma * 0.5 / (sigma**2 + 0.25).sqrt()
+    torch.testing.assert_close(edm_loss_weight(sigma), 1 / c_out**2)
+
+
+def test_edm_denoiser_with_a_zero_network_is_the_skip_connection():
+    zero = lambda x, noise: torch.zeros_like(x)  # noqa: E731
+    x, sigma = torch.randn(3, 2), torch.tensor([0.1, 0.5, 2.0])
+    expected = 0.25 / (sigma**2 + 0.25)
+    torch.testing.assert_close(EDMDenoiser(zero)(x, sigma), expected[:, None] * x)
