@@ -1,23 +1,41 @@
-"""Distances between two sets of samples, used to check samplers against a known data distribution."""
+"""Distances between sample sets, or between samples and a known distribution, to check samplers against data."""
 from typing import Optional
 
 import torch
 
 
+def random_directions(dim: int, count: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """`count` random unit vectors in `dim` dimensions, float64 (dim, count)."""
+    directions = torch.randn(dim, count, generator=generator, dtype=torch.float64)
+    return directions / directions.norm(dim=0, keepdim=True)
+
+
+def quantile_levels(count: int) -> torch.Tensor:
+    """The midpoints (i + 1/2) / count, i = 0 .. count-1: where two 1-D distributions are compared."""
+    return (torch.arange(count, dtype=torch.float64) + 0.5) / count
+
+
+def projected_quantiles(points: torch.Tensor, directions: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Quantiles at `levels` (Q,) of the projections of points (N, D) onto each direction (D, P): (Q, P)."""
+    return torch.quantile(points.to(torch.float64) @ directions, levels, dim=0)
+
+
+def sliced_wasserstein_from_quantiles(quantiles_a: torch.Tensor, quantiles_b: torch.Tensor) -> torch.Tensor:
+    """Sliced 1-Wasserstein distance from matching quantiles (Q, P): W1 of each 1-D projection is the mean
+    |F_a^{-1}(q) - F_b^{-1}(q)| over the levels q, and the slices are averaged (Rabin et al. 2011)."""
+    return (quantiles_a - quantiles_b).abs().mean()
+
+
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, num_projections: int = 256,
                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Sliced 1-Wasserstein distance between point sets a (N, D) and b (M, D): the mean, over random unit
-    directions, of the 1-D Wasserstein distance of the projections (Rabin et al. 2011). Quantiles are
-    compared on a common grid, so N and M may differ."""
+    """Sliced 1-Wasserstein distance between point sets a (N, D) and b (M, D), over random unit directions.
+    Quantiles are compared on a common grid, so N and M may differ."""
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"sliced_wasserstein needs (N, D) and (M, D) point sets, got {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.to(torch.float64), b.to(torch.float64)
-    directions = torch.randn(a.shape[1], num_projections, generator=generator, dtype=torch.float64)
-    directions = directions / directions.norm(dim=0, keepdim=True)
-    quantiles = (torch.arange(min(len(a), len(b)), dtype=torch.float64) + 0.5) / min(len(a), len(b))
-    projected_a = torch.quantile((a @ directions), quantiles, dim=0)  # (Q, P)
-    projected_b = torch.quantile((b @ directions), quantiles, dim=0)
-    return (projected_a - projected_b).abs().mean()
+    directions = random_directions(a.shape[1], num_projections, generator)
+    levels = quantile_levels(min(len(a), len(b)))
+    return sliced_wasserstein_from_quantiles(projected_quantiles(a, directions, levels),
+                                             projected_quantiles(b, directions, levels))
 
 
 def mmd_rbf(a: torch.Tensor, b: torch.Tensor, bandwidth: float = 0.5) -> torch.Tensor:

@@ -44,6 +44,24 @@ class GaussianMixture:
                                                                                          self.means))).sum(0)
         return second_moment - torch.outer(self.mean(), self.mean())
 
+    def projected_quantiles(self, directions: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        """Exact quantiles (Q, P) of the 1-D projections u.x_0 onto each direction u (D, P), at `levels` (Q,):
+        each projection is a 1-D mixture of N(u.mu_k, u^T S_k u); its CDF is inverted by bisection."""
+        means = self.means @ directions  # (K, P)
+        stds = torch.einsum("dp,kde,ep->kp", directions, self.covariances, directions).sqrt()  # (K, P)
+
+        def cdf(values):  # values (Q, P) -> mixture CDF (Q, P)
+            standardised = (values[:, None, :] - means[None]) / stds[None]  # (Q, K, P)
+            return (self.weights[None, :, None] * 0.5 * (1 + torch.erf(standardised / 2**0.5))).sum(1)
+
+        low = (means - 10 * stds).min(0).values.expand(len(levels), -1).clone()
+        high = (means + 10 * stds).max(0).values.expand(len(levels), -1).clone()
+        for _ in range(60):  # each bisection halves the bracket: 60 halvings reach float64 precision
+            middle = (low + high) / 2
+            below = cdf(middle) < levels[:, None]
+            low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+        return (low + high) / 2
+
     def denoiser(self, x: torch.Tensor, sigma: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The ideal denoiser E[x_0 | x] at noise level sigma (B,), computed in float64 and returned in x's dtype.
 
@@ -54,13 +72,14 @@ class GaussianMixture:
             raise ValueError(f"x must be (B, {self.dim}), got {tuple(x.shape)}")
         x64 = x.to(torch.float64)
         sigma64 = torch.as_tensor(sigma, dtype=torch.float64).expand(x.shape[0])
-        eye = torch.eye(self.dim, dtype=torch.float64)
-        # noisy covariance of component k:  C_k = S_k + sigma^2 I                       (B, K, D, D)
-        noisy_cov = self.covariances[None] + sigma64[:, None, None, None] ** 2 * eye
+        # noisy covariance of component k:  C_k = S_k + sigma^2 I, inverted once per distinct sigma   (U, K, D, D)
+        levels, level_of_point = torch.unique(sigma64, return_inverse=True)
+        noisy_cov = self.covariances[None] + levels[:, None, None, None] ** 2 * torch.eye(self.dim, dtype=torch.float64)
+        inverse, log_determinant = torch.linalg.inv(noisy_cov), torch.logdet(noisy_cov)
         difference = x64[:, None, :] - self.means[None]  # (B, K, D)
-        solved = torch.linalg.solve(noisy_cov, difference.unsqueeze(-1)).squeeze(-1)  # C_k^{-1} (x - mu_k)
+        solved = torch.einsum("bkij,bkj->bki", inverse[level_of_point], difference)  # C_k^{-1} (x - mu_k)
         # log w_k N(x; mu_k, C_k), up to a constant shared by all k
-        log_density = -0.5 * (difference * solved).sum(-1) - 0.5 * torch.logdet(noisy_cov)
+        log_density = -0.5 * (difference * solved).sum(-1) - 0.5 * log_determinant[level_of_point]
         log_posterior = self.weights.log()[None] + log_density  # (B, K)
         if label is not None:
             keep = torch.as_tensor(label)[:, None] == torch.arange(self.num_components)[None]
