@@ -5,6 +5,16 @@ import torch
 from tiny_datasets.toy2d import skewed_mixture
 
 
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets one thread: two workers with two threads each on two cores oversubscribe
+    them, and torch's spinning threads then run many times slower."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the notebook kernels this worker starts
+
+
 def pytest_addoption(parser):
     parser.addoption("--impl", choices=("reference", "exercises"), default="reference",
                      help="run the lesson exercise checks against minisora (reference) or lessons/exercises (yours)")

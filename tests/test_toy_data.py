@@ -43,3 +43,15 @@ def test_bad_mixtures_are_clear_errors():
         GaussianMixture(torch.zeros(2, 2), torch.eye(2).expand(2, 2, 2), torch.tensor([0.5, 0.6]))
     with pytest.raises(ValueError, match=r"\(K, D, D\)"):
         GaussianMixture(torch.zeros(2, 2), torch.eye(3).expand(2, 3, 3))
+
+
+def test_exact_projected_quantiles_match_a_large_sample(mixture):
+    from minisora.metrics import projected_quantiles, quantile_levels, random_directions, sliced_wasserstein_from_quantiles
+
+    directions = random_directions(2, 8, torch.Generator().manual_seed(0))
+    levels = quantile_levels(500)
+    exact = mixture.projected_quantiles(directions, levels)
+    sample = projected_quantiles(mixture.sample(400_000, torch.Generator().manual_seed(3)), directions, levels)
+    assert float(sliced_wasserstein_from_quantiles(exact, sample)) < 0.005
+    shifted = projected_quantiles(mixture.sample(400_000, torch.Generator().manual_seed(3)) + 0.1, directions, levels)
+    assert float(sliced_wasserstein_from_quantiles(exact, shifted)) > 0.05

@@ -1,9 +1,14 @@
-"""The diffusion core: schedules, DDPM, DDIM, score SDEs, EDM, guidance and the samplers."""
+"""The diffusion core: schedules, DDPM, DDIM, score SDEs, EDM, flow matching, guidance and the samplers."""
+from .flow import sample_flow_euler, sample_flow_heun, sample_flow_sde
 from .samplers import SAMPLERS, get_sampler  # noqa: F401
 from .score_sde import sample_predictor_corrector, sample_probability_flow, sample_reverse_sde
 
+# The score-SDE and flow samplers build on samplers.py, so they join its registry here rather than there.
 SAMPLERS.update({
     "reverse_sde": sample_reverse_sde,
     "predictor_corrector": sample_predictor_corrector,
     "probability_flow": sample_probability_flow,
+    "flow_euler": sample_flow_euler,
+    "flow_heun": sample_flow_heun,
+    "flow_sde": sample_flow_sde,
 })

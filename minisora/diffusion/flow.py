@@ -1,0 +1,246 @@
+"""Interpolants and flow matching, in the notation of SiT (Ma et al. 2024, "SiT: Exploring Flow and Diffusion-based
+Generative Models with Scalable Interpolant Transformers"), Lipman et al. 2023 and Liu et al. 2023.
+
+A path mixes data and noise as x_t = alpha_t x_0 + sigma_t eps, t in [0, 1], from data (t = 0) to noise (t = 1):
+    linear (rectified flow)  alpha_t = 1 - t,           sigma_t = t
+    GVP                      alpha_t = cos(pi t / 2),   sigma_t = sin(pi t / 2)
+    VP                       alpha_t, sigma_t of the VP SDE (DDPM's linear betas in continuous time)
+The velocity u = d x_t / dt = alpha'_t x_0 + sigma'_t eps; a network predicts u (SiT's default), the noise, or the
+score. Every path is also a path through EDM's noise levels, sigma = sigma_t / alpha_t, so `FlowDenoiser` puts
+any of these networks behind D(x, sigma) and every sampler in `samplers.py` drives it; the samplers here step
+in t, in the paper's notation, with the common signature (denoiser, x, sigmas).
+"""
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .denoisers import append_dims
+from .samplers import _noise_like, check_sampler_inputs
+from .score_sde import VPSDE
+
+PATHS = ("linear", "gvp", "vp")
+FLOW_PREDICTIONS = ("velocity", "noise", "score")
+
+
+@dataclass(frozen=True)
+class Path:
+    """alpha_t, sigma_t and their time derivatives for one interpolant (SiT, Section 2.2)."""
+    name: str = "linear"  # one of PATHS
+
+    def __post_init__(self):
+        if self.name not in PATHS:
+            raise ValueError(f"unknown path {self.name!r}; choose one of {PATHS}")
+
+    def alpha(self, t):
+        if self.name == "linear":
+            return 1 - t
+        if self.name == "gvp":
+            return torch.cos(math.pi * t / 2)
+        return VPSDE().alpha(t)
+
+    def sigma(self, t):
+        if self.name == "linear":
+            return t
+        if self.name == "gvp":
+            return torch.sin(math.pi * t / 2)
+        return (1 - VPSDE().alpha(t) ** 2).sqrt()
+
+    def d_alpha(self, t):
+        if self.name == "linear":
+            return -torch.ones_like(t)
+        if self.name == "gvp":
+            return -math.pi / 2 * torch.sin(math.pi * t / 2)
+        sde = VPSDE()
+        # alpha' = alpha * d/dt(-1/4 t^2 (b_max - b_min) - 1/2 t b_min) = -1/2 beta(t) alpha
+        return -0.5 * sde.beta(t) * sde.alpha(t)
+
+    def d_sigma(self, t):
+        if self.name == "linear":
+            return torch.ones_like(t)
+        if self.name == "gvp":
+            return math.pi / 2 * torch.cos(math.pi * t / 2)
+        # sigma = sqrt(1 - alpha^2)  =>  sigma' = -alpha alpha' / sigma
+        return -self.alpha(t) * self.d_alpha(t) / self.sigma(t)
+
+    def edm_sigma(self, t):
+        """The noise level of x_t / alpha_t in EDM's coordinates: sigma_t / alpha_t."""
+        return self.sigma(t) / self.alpha(t)
+
+    def time_from_edm_sigma(self, sigma):
+        """The t at which sigma_t / alpha_t = sigma (the inverse of `edm_sigma`)."""
+        if self.name == "linear":
+            return sigma / (1 + sigma)  # t / (1 - t) = sigma
+        if self.name == "gvp":
+            return 2 / math.pi * torch.atan(sigma)  # tan(pi t / 2) = sigma
+        return VPSDE().time_from_sigma(sigma)
+
+
+def x0_from_prediction(path: Path, x_t: torch.Tensor, t: torch.Tensor, output: torch.Tensor,
+                       prediction: str) -> torch.Tensor:
+    """x_0 from a velocity, noise or score prediction at (x_t, t); t is (B,)."""
+    alpha, sigma = append_dims(path.alpha(t), x_t), append_dims(path.sigma(t), x_t)
+    if prediction == "velocity":
+        d_alpha, d_sigma = append_dims(path.d_alpha(t), x_t), append_dims(path.d_sigma(t), x_t)
+        # solve  x_t = alpha x_0 + sigma eps,  u = alpha' x_0 + sigma' eps  for x_0
+        return (d_sigma * x_t - sigma * output) / (d_sigma * alpha - sigma * d_alpha)
+    if prediction == "noise":
+        noise = output
+    elif prediction == "score":
+        noise = -sigma * output  # score = -eps / sigma_t
+    else:
+        raise ValueError(f"unknown prediction {prediction!r}; choose one of {FLOW_PREDICTIONS}")
+    return (x_t - sigma * noise) / alpha
+
+
+def flow_target(path: Path, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The regression target of each prediction (SiT, Section 2.2): u_t, eps, or the score -eps / sigma_t."""
+    if prediction == "velocity":
+        # u_t = alpha'_t x_0 + sigma'_t eps
+        return append_dims(path.d_alpha(t), x0) * x0 + append_dims(path.d_sigma(t), x0) * noise
+    if prediction == "noise":
+        return noise
+    if prediction == "score":
+        return -noise / append_dims(path.sigma(t), x0)
+    raise ValueError(f"unknown prediction {prediction!r}; choose one of {FLOW_PREDICTIONS}")
+
+
+def sample_times(batch_size: int, distribution: str = "uniform", shift: float = 1.0,
+                 generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
+    """Training times in (0, 1): "uniform" (SiT), "logit_normal" (Esser et al. 2024: t = sigmoid(n), n ~ N(0, 1)),
+    then optionally shifted towards noise, t -> shift t / (1 + (shift - 1) t) (Esser et al. 2024's time shift)."""
+    if distribution == "uniform":
+        t = torch.rand(batch_size, generator=generator, device=device)
+    elif distribution == "logit_normal":
+        t = torch.sigmoid(torch.randn(batch_size, generator=generator, device=device))
+    else:
+        raise ValueError(f"unknown time distribution {distribution!r}; choose 'uniform' or 'logit_normal'")
+    if shift <= 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    return (shift * t / (1 + (shift - 1) * t)).clamp(1e-5, 1 - 1e-5)
+
+
+def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction: str = "velocity",
+                       time_distribution: str = "uniform", shift: float = 1.0,
+                       generator: Optional[torch.Generator] = None, **cond) -> torch.Tensor:
+    """E_{t, x_0, eps} lambda_t || model(x_t, t) - target ||^2 (Lipman et al. 2023, Eq. 9 for the velocity; SiT,
+    Section 2.2). lambda_t = 1, except for the score: sigma_t^2 (Song et al. 2021's weighting, which keeps the
+    target's variance finite as t -> 0 and makes it the noise loss)."""
+    t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device).to(x0.dtype)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    # x_t = alpha_t x_0 + sigma_t eps
+    x_t = append_dims(path.alpha(t), x0) * x0 + append_dims(path.sigma(t), x0) * noise
+    error = (model(x_t, t, **cond) - flow_target(path, x0, noise, t, prediction)).pow(2)
+    if prediction == "score":
+        error = error * append_dims(path.sigma(t), x0) ** 2
+    return error.mean()
+
+
+class FlowDenoiser(nn.Module):
+    """A flow network model(x_t, t, **cond) as the denoiser D(x, sigma): query it at t(sigma), x_t = alpha_t x."""
+
+    def __init__(self, model: nn.Module, path: Path, prediction: str = "velocity"):
+        super().__init__()
+        if prediction not in FLOW_PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; choose one of {FLOW_PREDICTIONS}")
+        self.model, self.path, self.prediction = model, path, prediction
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
+        t = self.path.time_from_edm_sigma(sigma)  # (B,)
+        x_t = append_dims(self.path.alpha(t), x) * x
+        return x0_from_prediction(self.path, x_t, t, self.model(x_t, t, **cond), self.prediction)
+
+
+def velocity_from_denoiser(denoiser: Callable, path: Path, x_t: torch.Tensor, t: torch.Tensor, cond: Optional[dict]):
+    """(u, x0_hat, eps_hat) at (x_t, t), t a scalar or (B,): x0_hat = D(x_t / alpha_t, sigma_t / alpha_t), then
+    eps_hat = (x_t - alpha_t x0_hat) / sigma_t and u = alpha'_t x0_hat + sigma'_t eps_hat."""
+    t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])  # (B,)
+    alpha, sigma = append_dims(path.alpha(t), x_t), append_dims(path.sigma(t), x_t)
+    x0 = denoiser(x_t / alpha, path.edm_sigma(t), **(cond or {}))
+    noise = (x_t - alpha * x0) / sigma
+    return append_dims(path.d_alpha(t), x_t) * x0 + append_dims(path.d_sigma(t), x_t) * noise, x0, noise
+
+
+DIFFUSIONS = ("sigma", "sbdm", "constant")
+
+
+def diffusion_coefficient(path: Path, t: torch.Tensor, kind: str, scale: float = 1.0) -> torch.Tensor:
+    """w_t of SiT's reverse SDE (Section 2.3), times `scale`: "sigma" w_t = sigma_t; "constant" w_t = 1; "sbdm"
+    w_t = -2 (alpha'/alpha sigma^2 - sigma sigma'), the choice that makes the SDE the score-based diffusion's own
+    (its g(t)^2; with t running from data to noise the bracket is negative)."""
+    if kind == "sigma":
+        w = path.sigma(t)
+    elif kind == "sbdm":
+        w = -2 * (path.d_alpha(t) / path.alpha(t) * path.sigma(t) ** 2 - path.sigma(t) * path.d_sigma(t))
+    elif kind == "constant":
+        w = torch.ones_like(t)
+    else:
+        raise ValueError(f"unknown diffusion coefficient {kind!r}; choose one of {DIFFUSIONS}")
+    return scale * w
+
+
+def _flow_times(path: Path, sigmas: torch.Tensor) -> torch.Tensor:
+    return path.time_from_edm_sigma(sigmas[sigmas > 0].to(torch.float64))
+
+
+def _run_flow(denoiser, x, sigmas, path, cond, callback, step):
+    """Map x into the path's coordinates, step between consecutive times, map back; into sigma = 0 the last step
+    returns the denoiser's x_0 (SiT's "last step" option, the mean of the final step)."""
+    check_sampler_inputs(x, sigmas)
+    times = _flow_times(path, sigmas)
+    x_t = path.alpha(times[0]).to(x.dtype) * x
+    for i in range(len(sigmas) - 1):
+        if sigmas[i + 1] == 0:
+            _, x, _ = velocity_from_denoiser(denoiser, path, x_t, times[i], cond)
+        else:
+            x_t = step(x_t, times[i], times[i + 1])
+            x = x_t / path.alpha(times[i + 1]).to(x.dtype)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigmas[i]})
+    return x
+
+
+@torch.no_grad()
+def sample_flow_euler(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, cond: Optional[dict] = None,
+                      callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
+                      path: Path = Path("linear")) -> torch.Tensor:
+    """Euler's method in t on the flow ODE dx/dt = u(x, t) (SiT, Section 2.3, the ODE sampler)."""
+    def step(x_t, t, t_next):
+        velocity, _, _ = velocity_from_denoiser(denoiser, path, x_t, t, cond)
+        return x_t + (t_next - t).to(x_t.dtype) * velocity
+
+    return _run_flow(denoiser, x, sigmas, path, cond, callback, step)
+
+
+@torch.no_grad()
+def sample_flow_heun(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, cond: Optional[dict] = None,
+                     callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
+                     path: Path = Path("linear")) -> torch.Tensor:
+    """Heun's method in t on the flow ODE (SiT's ODE sampler uses a 2nd-order solver; this is the fixed-step one)."""
+    def step(x_t, t, t_next):
+        dt = (t_next - t).to(x_t.dtype)
+        velocity, _, _ = velocity_from_denoiser(denoiser, path, x_t, t, cond)
+        x_euler = x_t + dt * velocity
+        velocity_next, _, _ = velocity_from_denoiser(denoiser, path, x_euler, t_next, cond)
+        return x_t + dt * (velocity + velocity_next) / 2
+
+    return _run_flow(denoiser, x, sigmas, path, cond, callback, step)
+
+
+@torch.no_grad()
+def sample_flow_sde(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, cond: Optional[dict] = None,
+                    callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
+                    path: Path = Path("linear"), diffusion: str = "sigma", diffusion_scale: float = 1.0) -> torch.Tensor:
+    """Euler-Maruyama on SiT's reverse SDE, dx = [u - 1/2 w_t score] dt + sqrt(w_t) dw_bar (SiT, Section 2.3),
+    time running from noise to data; the last step into sigma = 0 returns the mean (x_0 estimate)."""
+    def step(x_t, t, t_next):
+        dt = (t_next - t).to(x_t.dtype)  # negative
+        velocity, _, noise = velocity_from_denoiser(denoiser, path, x_t, t, cond)
+        score = -noise / path.sigma(t).to(x_t.dtype)
+        w = diffusion_coefficient(path, t, diffusion, diffusion_scale).to(x_t.dtype)
+        # backwards in time the drift is u - 1/2 w score and the noise has variance w |dt|
+        return x_t + (velocity - 0.5 * w * score) * dt + (w * -dt).sqrt() * _noise_like(x_t, generator)
+
+    return _run_flow(denoiser, x, sigmas, path, cond, callback, step)

@@ -1,0 +1,203 @@
+"""DiT: the Diffusion Transformer of Peebles & Xie 2023, "Scalable Diffusion Models with Transformers".
+
+The input (B, C, T, H, W) is cut into spacetime patches (an image is T = 1), embedded as tokens with fixed sin-cos
+positions, and run through transformer blocks conditioned on the noise level and the class. The paper's four
+ways of conditioning (Section 3.2, Figure 3) are all here for the lesson's ablation; adaLN-Zero is the default:
+every block's modulation and the final layer start at zero, so the whole network starts as the zero function.
+
+The network's signature is F(x, noise_label, label=None), so it goes behind `edm.EDMDenoiser` or, with DDPM
+timesteps as noise labels, `denoisers.VPDenoiser`.
+"""
+import math
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .attention import Attention
+from .embeddings import LabelEmbedding, TimestepEmbedding, sincos_position_embedding
+from .patches import check_patchable, patchify, unpatchify
+
+CONDITIONINGS = ("adaln_zero", "adaln", "cross_attention", "in_context")
+
+
+@dataclass
+class DiTConfig:
+    input_size: int = 32  # height = width of the input (latent cells, or pixels for pixel-space models)
+    frames: int = 1  # T; 1 for images
+    in_channels: int = 4  # channels of the input (4 for Stable Diffusion's latents)
+    patch_size: int = 2  # spatial patch side p: tokens are p x p
+    temporal_patch: int = 1  # frames per patch (1 for images)
+    hidden: int = 1152  # width D of every token
+    depth: int = 28  # number of transformer blocks
+    heads: int = 16  # attention heads
+    mlp_ratio: float = 4.0  # MLP width / D
+    num_classes: int = 1000  # class labels 0..num_classes-1 (plus a null label); 0 for an unconditional model
+    class_dropout: float = 0.1  # probability of dropping the label in training (for classifier-free guidance)
+    learn_sigma: bool = True  # output 2 x in_channels: the noise (or x0) and the per-pixel variance of Nichol & Dhariwal
+    conditioning: str = "adaln_zero"  # one of CONDITIONINGS (Section 3.2 of the paper)
+    attention_backend: str = "sdpa"  # "math", "sdpa" (or "flash" once registered)
+
+    @property
+    def out_channels(self) -> int:
+        return 2 * self.in_channels if self.learn_sigma else self.in_channels
+
+
+# (depth, hidden, heads) of the paper's Table 1
+DIT_SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
+
+
+def dit_config(name: str, **overrides) -> DiTConfig:
+    """A paper configuration by name, e.g. "DiT-XL/2" (size XL, patch 2), with any field overridden."""
+    try:
+        size, patch = name.removeprefix("DiT-").split("/")
+        depth, hidden, heads = DIT_SIZES[size]
+        config = DiTConfig(depth=depth, hidden=hidden, heads=heads, patch_size=int(patch))
+    except (ValueError, KeyError):
+        raise ValueError(f"unknown DiT configuration {name!r}; names look like DiT-S/2, sizes {sorted(DIT_SIZES)}, "
+                         "patch sizes 2, 4, 8") from None
+    return replace(config, **overrides)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Adaptive layer norm's affine part: x (1 + scale) + shift, per sample (DiT Section 3.2)."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim: int, ratio: float):
+        super().__init__(nn.Linear(dim, int(dim * ratio)), nn.GELU(approximate="tanh"), nn.Linear(int(dim * ratio), dim))
+
+
+class DiTBlock(nn.Module):
+    """One transformer block, conditioned on c (B, D) in the configured way."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        dim, kind = config.hidden, config.conditioning
+        self.kind = kind
+        adaptive = kind in ("adaln_zero", "adaln")
+        # adaptive norms regress their scale and shift from c; the others learn a fixed affine
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=not adaptive, eps=1e-6)
+        self.attention = Attention(dim, config.heads, config.attention_backend)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=not adaptive, eps=1e-6)
+        self.mlp = MLP(dim, config.mlp_ratio)
+        if adaptive:
+            # adaLN-Zero regresses shift, scale and a gate for both sublayers; adaLN only shift and scale
+            self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, (6 if kind == "adaln_zero" else 4) * dim))
+        if kind == "cross_attention":
+            self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
+            self.cross_attention = Attention(dim, config.heads, config.attention_backend)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.kind == "adaln_zero":
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)
+            # x = x + alpha_1 Attn(gamma_1 LN(x) + beta_1);  x = x + alpha_2 MLP(gamma_2 LN(x) + beta_2)
+            x = x + gate1[:, None] * self.attention(modulate(self.norm1(x), shift1, scale1))
+            return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        if self.kind == "adaln":
+            shift1, scale1, shift2, scale2 = self.modulation(c).chunk(4, dim=1)
+            x = x + self.attention(modulate(self.norm1(x), shift1, scale1))
+            return x + self.mlp(modulate(self.norm2(x), shift2, scale2))
+        x = x + self.attention(self.norm1(x))
+        if self.kind == "cross_attention":
+            # c holds the two conditioning tokens (timestep, class) as a length-2 sequence
+            x = x + self.cross_attention(self.norm_cross(x), context=c)
+        return x + self.mlp(self.norm2(x))
+
+
+class FinalLayer(nn.Module):
+    """Adaptive norm, then a linear map from each token back to its patch of output values."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        dim = config.hidden
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        patch_values = config.temporal_patch * config.patch_size**2 * config.out_channels
+        self.linear = nn.Linear(dim, patch_values)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """x (B, C, T, H, W), noise_label (B,), label (B,) -> (B, out_channels, T, H, W)."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        if config.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {config.conditioning!r}; choose one of {CONDITIONINGS}")
+        self.config = config
+        self.patch = (config.temporal_patch, config.patch_size, config.patch_size)
+        self.grid = check_patchable((config.frames, config.input_size, config.input_size), self.patch)
+        dim = config.hidden
+        self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
+        time_dim = 0 if self.grid[0] == 1 else dim // 4 - (dim // 4) % 2
+        self.register_buffer("position", sincos_position_embedding(self.grid, dim, time_dim)[None], persistent=False)
+        self.noise_embedding = TimestepEmbedding(dim)
+        self.label_embedding = LabelEmbedding(config.num_classes, dim, config.class_dropout) if config.num_classes else None
+        self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
+        self.final = FinalLayer(config)
+        self.initialize()
+
+    def initialize(self) -> None:
+        """The paper's initialisation: Xavier-uniform linears, N(0, 0.02) embeddings, and zeros for every adaLN
+        modulation and the final linear (adaLN-Zero: each block starts as the identity, the output as 0)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.noise_embedding.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.noise_embedding.mlp[2].weight, std=0.02)
+        if self.label_embedding is not None:
+            nn.init.normal_(self.label_embedding.table.weight, std=0.02)
+        zeroed = [self.final.modulation[1], self.final.linear]
+        if self.config.conditioning == "adaln_zero":
+            zeroed += [block.modulation[1] for block in self.blocks]
+        for module in zeroed:
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        expected = (self.config.in_channels, self.config.frames, self.config.input_size, self.config.input_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"DiT built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
+        if (label is None) != (self.label_embedding is None):
+            raise ValueError(f"DiT with num_classes={self.config.num_classes} needs "
+                             f"{'a label' if self.label_embedding is not None else 'no label'}")
+        tokens = self.patch_embedding(patchify(x, self.patch)) + self.position  # (B, N, D)
+        c = self.noise_embedding(noise_label.expand(x.shape[0]))  # (B, D)
+        label_vector = None if label is None else self.label_embedding(label, generator)
+        kind = self.config.conditioning
+        if kind in ("cross_attention", "in_context"):
+            conditions = c[:, None] if label_vector is None else torch.stack([c, label_vector], dim=1)  # (B, 1|2, D)
+        if label_vector is not None:
+            c = c + label_vector
+        if kind == "in_context":
+            tokens = torch.cat([conditions, tokens], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens, conditions if kind == "cross_attention" else c)
+        if kind == "in_context":
+            tokens = tokens[:, conditions.shape[1]:]
+        return unpatchify(self.final(tokens, c), self.patch, self.grid)  # (B, out_channels, T, H, W)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def forward_gflops(config: DiTConfig) -> float:
+    """Forward cost of one sample in GFLOPs as the DiT paper counts them (one multiply-add = one FLOP), measured
+    by PyTorch's FLOP counter on a model built on the meta device (no memory, no arithmetic)."""
+    with torch.device("meta"):
+        model = DiT(config)
+        x = torch.zeros(1, config.in_channels, config.frames, config.input_size, config.input_size)
+        label = torch.zeros(1, dtype=torch.long) if config.num_classes else None
+    with FlopCounterMode(display=False) as counter:
+        model(x, torch.zeros(1, device="meta"), label)
+    return counter.get_total_flops() / 2 / 1e9

@@ -1,0 +1,109 @@
+"""SiT's interpolants and flow matching: derivatives, conversions, the exact velocity field of a Gaussian mixture
+driving every flow sampler, and the equivalence of Euler on the rectified-flow path with DDIM (float64)."""
+import pytest
+import torch
+
+from conftest import distribution_errors
+from minisora.diffusion import get_sampler
+from minisora.diffusion.ddim import ddim_sample
+from minisora.diffusion.ddpm import network_from_denoiser
+from minisora.diffusion.flow import (FLOW_PREDICTIONS, PATHS, FlowDenoiser, Path, diffusion_coefficient,
+                                     flow_matching_loss, flow_target, sample_flow_euler, sample_flow_heun,
+                                     sample_flow_sde, sample_times, velocity_from_denoiser, x0_from_prediction)
+from minisora.diffusion.samplers import sample_euler
+from minisora.diffusion.schedules import (alphas_cumprod, karras_sigmas, linear_betas, respace_timesteps,
+                                          sigmas_from_timesteps)
+from minisora.diffusion.score_sde import VPSDE
+
+TIMES = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_path_derivatives_match_finite_differences(name):
+    path, h = Path(name), 1e-6
+    torch.testing.assert_close(path.d_alpha(TIMES), (path.alpha(TIMES + h) - path.alpha(TIMES - h)) / (2 * h))
+    torch.testing.assert_close(path.d_sigma(TIMES), (path.sigma(TIMES + h) - path.sigma(TIMES - h)) / (2 * h))
+    torch.testing.assert_close(path.time_from_edm_sigma(path.edm_sigma(TIMES)), TIMES)
+
+
+@pytest.mark.parametrize("name", PATHS)
+@pytest.mark.parametrize("prediction", FLOW_PREDICTIONS)
+def test_every_prediction_gives_back_x0(name, prediction):
+    path = Path(name)
+    x0, noise = torch.randn(19, 2, dtype=torch.float64), torch.randn(19, 2, dtype=torch.float64)
+    x_t = path.alpha(TIMES)[:, None] * x0 + path.sigma(TIMES)[:, None] * noise
+    target = flow_target(path, x0, noise, TIMES, prediction)
+    torch.testing.assert_close(x0_from_prediction(path, x_t, TIMES, target, prediction), x0)
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_flow_denoiser_of_the_exact_velocity_is_the_exact_denoiser(name, mixture):
+    path = Path(name)
+    velocity_network = lambda x_t, t: velocity_from_denoiser(mixture.denoiser, path, x_t, t, None)[0]  # noqa
+    sigma = torch.tensor([0.05, 0.5, 3.0, 40.0], dtype=torch.float64)
+    x = torch.randn(4, 2, dtype=torch.float64) * (1 + sigma[:, None])
+    round_trip = FlowDenoiser(velocity_network, path, "velocity")(x, sigma)
+    torch.testing.assert_close(round_trip, mixture.denoiser(x, sigma))
+
+
+def test_sbdm_diffusion_of_the_vp_path_is_beta():
+    """The SBDM choice of w_t makes SiT's SDE the score SDE's own: for the VP path, w_t = g(t)^2 = beta(t)."""
+    torch.testing.assert_close(diffusion_coefficient(Path("vp"), TIMES, "sbdm"), VPSDE().beta(TIMES))
+
+
+@pytest.mark.parametrize("name", PATHS)
+@pytest.mark.parametrize("sampler, steps, options", [
+    (sample_flow_euler, 250, {}), (sample_flow_heun, 40, {}),
+    (sample_flow_sde, 300, {"diffusion": "sigma"}), (sample_flow_sde, 300, {"diffusion": "sbdm"})],
+    ids=["euler", "heun", "sde-sigma", "sde-sbdm"])
+def test_flow_samplers_reproduce_the_mixture(name, sampler, steps, options, mixture):
+    sigmas = karras_sigmas(steps, sigma_min=0.002, sigma_max=80.0).double()
+    noise = torch.randn(10000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    samples = sampler(mixture.denoiser, noise * sigmas[0], sigmas, path=Path(name),
+                      generator=torch.Generator().manual_seed(1), **options)
+    errors = distribution_errors(samples, mixture)
+    assert errors["mean"] < 0.045 and errors["covariance"] < 0.06 and errors["sliced_wasserstein"] < 0.045, errors
+
+
+def test_euler_on_the_rectified_flow_path_is_ddim_and_sigma_space_euler(mixture):
+    """Liu et al. 2023 / SiT: the linear path's ODE in t is EDM's ODE in sigma = t / (1 - t); one Euler step in t is
+    one Euler step in sigma, which is one deterministic DDIM step."""
+    schedule = alphas_cumprod(linear_betas())
+    timesteps = respace_timesteps(1000, 20)
+    sigmas = sigmas_from_timesteps(schedule, timesteps)
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    x = x_T * (1 + sigmas[0] ** 2).sqrt()
+    flow = sample_flow_euler(mixture.denoiser, x, sigmas, path=Path("linear"))
+    torch.testing.assert_close(flow, sample_euler(mixture.denoiser, x, sigmas), rtol=1e-10, atol=1e-10)
+    ddim = ddim_sample(network_from_denoiser(mixture.denoiser, schedule), x_T, schedule, timesteps)
+    torch.testing.assert_close(flow, ddim, rtol=1e-10, atol=1e-10)
+
+
+def test_time_distributions():
+    uniform = sample_times(200_000, generator=torch.Generator().manual_seed(0))
+    logit_normal = sample_times(200_000, "logit_normal", generator=torch.Generator().manual_seed(0))
+    shifted = sample_times(200_000, "logit_normal", shift=3.0, generator=torch.Generator().manual_seed(0))
+    assert abs(uniform.mean().item() - 0.5) < 0.005 and abs(logit_normal.median().item() - 0.5) < 0.005
+    assert logit_normal.std() < uniform.std()  # concentrated in the middle
+    assert abs(shifted.median().item() - 0.75) < 0.005  # shift 3 maps the median 1/2 to 3/4
+    with pytest.raises(ValueError, match="uniform"):
+        sample_times(4, "beta")
+
+
+@pytest.mark.parametrize("prediction", FLOW_PREDICTIONS)
+def test_the_exact_model_minimises_the_flow_matching_loss(prediction, mixture):
+    path = Path("linear")
+
+    def exact(x_t, t):
+        velocity, x0, noise = velocity_from_denoiser(mixture.denoiser, path, x_t, t, None)
+        return flow_target(path, x0, noise, t, prediction)
+
+    x0 = mixture.sample(50_000, torch.Generator().manual_seed(3)).double()
+    losses = [flow_matching_loss(model, x0, path, prediction, generator=torch.Generator().manual_seed(4))
+              for model in (exact, lambda x_t, t: 1.05 * exact(x_t, t))]
+    assert losses[0] < losses[1]
+
+
+def test_flow_samplers_are_registered():
+    for name in ("flow_euler", "flow_heun", "flow_sde"):
+        assert callable(get_sampler(name))

@@ -1,0 +1,131 @@
+"""Patches, embeddings, attention backends and DiT, checked against the paper's table and by construction."""
+import pytest
+import torch
+
+from minisora.diffusion.edm import EDMDenoiser
+from minisora.diffusion.samplers import sample_heun
+from minisora.diffusion.schedules import karras_sigmas
+from minisora.models.attention import Attention, attention_math, attention_sdpa
+from minisora.models.dit import CONDITIONINGS, DiT, DiTConfig, count_parameters, dit_config, forward_gflops
+from minisora.models.embeddings import LabelEmbedding, sincos_position_embedding
+from minisora.models.patches import patchify, unpatchify
+
+TINY = DiTConfig(input_size=8, in_channels=3, patch_size=2, hidden=32, depth=2, heads=4, num_classes=5,
+                 learn_sigma=False)
+
+
+def test_patchify_round_trips_and_orders_tokens_time_major():
+    video = torch.randn(2, 3, 4, 8, 6)
+    tokens = patchify(video, (2, 4, 3))
+    assert tokens.shape == (2, 2 * 2 * 2, 3 * 2 * 4 * 3)
+    torch.testing.assert_close(unpatchify(tokens, (2, 4, 3), (2, 2, 2)), video)
+    # token 0 is frames 0-1, rows 0-3, columns 0-2; token 1 moves one patch right
+    torch.testing.assert_close(tokens[:, 0], video[:, :, :2, :4, :3].reshape(2, -1))
+    torch.testing.assert_close(tokens[:, 1], video[:, :, :2, :4, 3:6].reshape(2, -1))
+
+
+def test_patch_sizes_that_do_not_divide_are_clear_errors():
+    with pytest.raises(ValueError, match="height 7 is not divisible by the patch size 2"):
+        patchify(torch.zeros(1, 3, 1, 7, 8), (1, 2, 2))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        patchify(torch.zeros(1, 3, 8, 8), (1, 2, 2))
+
+
+def test_sincos_positions_are_distinct_and_split_between_axes():
+    embedding = sincos_position_embedding((3, 4, 5), 64, time_dim=16)
+    assert embedding.shape == (60, 64)
+    assert torch.cdist(embedding, embedding).add(torch.eye(60) * 1e3).min() > 0.1
+    image = sincos_position_embedding((1, 4, 4), 64)
+    torch.testing.assert_close(image[1, :32], image[0, :32])  # same row: the row half agrees
+    assert not torch.allclose(image[1, 32:], image[0, 32:])
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_backends_agree_in_float64(masked):
+    q, k, v = (torch.randn(2, 3, 7, 8, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3]) if masked else None
+    torch.testing.assert_close(attention_math(q, k, v, mask), attention_sdpa(q, k, v, mask))
+    # a direct loop over one query, from the definition
+    weights = torch.softmax(q[0, 0, 0] @ k[0, 0].T / 8**0.5, dim=0)
+    torch.testing.assert_close(attention_math(q, k, v)[0, 0, 0], weights @ v[0, 0])
+
+
+def test_masked_keys_have_no_influence():
+    q, k, v = (torch.randn(1, 2, 6, 4, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[True, True, True, False, False, True]])
+    changed = v.clone()
+    changed[:, :, 3:5] = 100.0
+    torch.testing.assert_close(attention_math(q, k, v, mask), attention_math(q, k, changed, mask))
+
+
+def test_attention_module_checks_its_sizes():
+    with pytest.raises(ValueError, match="not divisible by the number of heads"):
+        Attention(30, 4)
+    with pytest.raises(ValueError, match="unknown attention backend"):
+        Attention(32, 4, backend="magic")
+    cross = Attention(32, 4, context_dim=12)
+    assert cross(torch.randn(2, 5, 32), context=torch.randn(2, 3, 12)).shape == (2, 5, 32)
+
+
+@pytest.mark.parametrize("name, millions, gflops", [
+    ("DiT-S/2", 33, 6.06), ("DiT-B/2", 130, 23.01), ("DiT-L/2", 458, 80.71), ("DiT-XL/2", 675, 118.64)])
+def test_dit_matches_the_papers_table(name, millions, gflops):
+    """Peebles & Xie 2023, Tables 1 and 4: parameters and forward GFLOPs at 256x256 (32x32x4 latents)."""
+    config = dit_config(name)
+    with torch.device("meta"):
+        parameters = count_parameters(DiT(config))
+    assert abs(parameters / 1e6 - millions) / millions < 0.01
+    assert abs(forward_gflops(config) - gflops) / gflops < 0.005
+
+
+def test_adaln_zero_starts_as_the_zero_function_with_identity_blocks():
+    model = DiT(TINY)
+    x, noise, label = torch.randn(3, 3, 1, 8, 8), torch.randn(3), torch.tensor([0, 1, 2])
+    assert torch.equal(model(x, noise, label), torch.zeros(3, 3, 1, 8, 8))
+    tokens = torch.randn(3, 16, 32)
+    assert torch.equal(model.blocks[0](tokens, torch.randn(3, 32)), tokens)
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONINGS)
+def test_every_conditioning_runs_and_learns(conditioning):
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(**{**TINY.__dict__, "conditioning": conditioning, "learn_sigma": True}))
+    x, noise, label = torch.randn(4, 3, 1, 8, 8), torch.randn(4), torch.tensor([0, 1, 2, 5])
+    target = torch.randn(4, 6, 1, 8, 8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = (model(x, noise, label) - target).pow(2).mean()
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_label_dropout_only_in_training():
+    embedding = LabelEmbedding(10, 8, dropout=1.0)
+    labels = torch.arange(10)
+    embedding.train()
+    torch.testing.assert_close(embedding(labels), embedding.table.weight[10].expand(10, 8))
+    embedding.eval()
+    torch.testing.assert_close(embedding(labels), embedding.table.weight[:10])
+    with pytest.raises(ValueError, match="labels must be in 0..10"):
+        embedding(torch.tensor([11]))
+
+
+def test_dit_rejects_wrong_inputs():
+    model = DiT(TINY)
+    with pytest.raises(ValueError, match="got \\(2, 3, 1, 6, 6\\)"):
+        model(torch.zeros(2, 3, 1, 6, 6), torch.zeros(2), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs a label"):
+        model(torch.zeros(2, 3, 1, 8, 8), torch.zeros(2))
+    with pytest.raises(ValueError, match="unknown DiT configuration"):
+        dit_config("DiT-M/2")
+
+
+def test_video_dit_behind_the_denoiser_interface_drives_a_sampler():
+    config = DiTConfig(**{**TINY.__dict__, "frames": 4, "temporal_patch": 2})
+    denoiser = EDMDenoiser(DiT(config).eval())
+    sigmas = karras_sigmas(3)
+    x = torch.randn(2, 3, 4, 8, 8) * sigmas[0]
+    out = sample_heun(denoiser, x, sigmas, cond={"label": torch.tensor([1, 5])})
+    assert out.shape == x.shape and torch.isfinite(out).all()
