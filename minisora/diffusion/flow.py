@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .denoisers import append_dims
-from .samplers import _noise_like, check_sampler_inputs
+from .samplers import _noise_like, integrate_in_time
 from .score_sde import VPSDE
 
 PATHS = ("linear", "gvp", "vp")
@@ -181,27 +181,6 @@ def diffusion_coefficient(path: Path, t: torch.Tensor, kind: str, scale: float =
     return scale * w
 
 
-def _flow_times(path: Path, sigmas: torch.Tensor) -> torch.Tensor:
-    return path.time_from_edm_sigma(sigmas[sigmas > 0].to(torch.float64))
-
-
-def _run_flow(denoiser, x, sigmas, path, cond, callback, step):
-    """Map x into the path's coordinates, step between consecutive times, map back; into sigma = 0 the last step
-    returns the denoiser's x_0 (SiT's "last step" option, the mean of the final step)."""
-    check_sampler_inputs(x, sigmas)
-    times = _flow_times(path, sigmas)
-    x_t = path.alpha(times[0]).to(x.dtype) * x
-    for i in range(len(sigmas) - 1):
-        if sigmas[i + 1] == 0:
-            _, x, _ = velocity_from_denoiser(denoiser, path, x_t, times[i], cond)
-        else:
-            x_t = step(x_t, times[i], times[i + 1])
-            x = x_t / path.alpha(times[i + 1]).to(x.dtype)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": sigmas[i]})
-    return x
-
-
 @torch.no_grad()
 def sample_flow_euler(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, cond: Optional[dict] = None,
                       callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
@@ -211,7 +190,8 @@ def sample_flow_euler(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor,
         velocity, _, _ = velocity_from_denoiser(denoiser, path, x_t, t, cond)
         return x_t + (t_next - t).to(x_t.dtype) * velocity
 
-    return _run_flow(denoiser, x, sigmas, path, cond, callback, step)
+    return integrate_in_time(denoiser, x, sigmas, time_from_sigma=path.time_from_edm_sigma, alpha=path.alpha,
+                             step=step, cond=cond, callback=callback)
 
 
 @torch.no_grad()
@@ -226,7 +206,8 @@ def sample_flow_heun(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, 
         velocity_next, _, _ = velocity_from_denoiser(denoiser, path, x_euler, t_next, cond)
         return x_t + dt * (velocity + velocity_next) / 2
 
-    return _run_flow(denoiser, x, sigmas, path, cond, callback, step)
+    return integrate_in_time(denoiser, x, sigmas, time_from_sigma=path.time_from_edm_sigma, alpha=path.alpha,
+                             step=step, cond=cond, callback=callback)
 
 
 @torch.no_grad()
@@ -234,7 +215,7 @@ def sample_flow_sde(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *
                     callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
                     path: Path = Path("linear"), diffusion: str = "sigma", diffusion_scale: float = 1.0) -> torch.Tensor:
     """Euler-Maruyama on SiT's reverse SDE, dx = [u - 1/2 w_t score] dt + sqrt(w_t) dw_bar (SiT, Section 2.3),
-    time running from noise to data; the last step into sigma = 0 returns the mean (x_0 estimate)."""
+    time running from noise to data; the last step into sigma = 0 returns the mean, SiT's x_0 estimate."""
     def step(x_t, t, t_next):
         dt = (t_next - t).to(x_t.dtype)  # negative
         velocity, _, noise = velocity_from_denoiser(denoiser, path, x_t, t, cond)
@@ -243,4 +224,5 @@ def sample_flow_sde(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *
         # backwards in time the drift is u - 1/2 w score and the noise has variance w |dt|
         return x_t + (velocity - 0.5 * w * score) * dt + (w * -dt).sqrt() * _noise_like(x_t, generator)
 
-    return _run_flow(denoiser, x, sigmas, path, cond, callback, step)
+    return integrate_in_time(denoiser, x, sigmas, time_from_sigma=path.time_from_edm_sigma, alpha=path.alpha,
+                             step=step, cond=cond, callback=callback)

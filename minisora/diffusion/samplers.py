@@ -166,6 +166,25 @@ def sample_dpmpp_2m(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *
     return x
 
 
+def integrate_in_time(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, time_from_sigma: Callable,
+                      alpha: Callable, step: Callable, cond: Optional[dict], callback: Optional[Callable]) -> torch.Tensor:
+    """The loop of the samplers that step in another paper's clock t and scale alpha(t) (score SDEs, SiT's paths):
+    map x = x_t / alpha_t into x_t, apply step(x_t, t, t_next) between the times of consecutive sigmas, and map
+    back. A step into sigma = 0 (always the last) returns the denoiser's estimate of x_0 (Tweedie's formula)."""
+    check_sampler_inputs(x, sigmas)
+    times = time_from_sigma(sigmas[sigmas > 0].to(torch.float64))
+    x_t = alpha(times[0]).to(x.dtype) * x
+    for i in range(len(sigmas) - 1):
+        if sigmas[i + 1] == 0:
+            x = _denoise(denoiser, x_t / alpha(times[i]).to(x.dtype), sigmas[i], cond)
+        else:
+            x_t = step(x_t, times[i], times[i + 1])
+            x = x_t / alpha(times[i + 1]).to(x.dtype)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigmas[i]})
+    return x
+
+
 SAMPLERS = {
     "euler": sample_euler,
     "euler_ancestral": sample_euler_ancestral,

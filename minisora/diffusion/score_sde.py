@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .samplers import _batch_sigma, _noise_like, check_sampler_inputs
+from .samplers import _batch_sigma, _noise_like, integrate_in_time
 
 
 @dataclass
@@ -81,59 +81,6 @@ def score_from_denoiser(denoiser: Callable, sde, x_t: torch.Tensor, t: torch.Ten
     return (alpha * denoised - x_t) / (alpha * sigma) ** 2
 
 
-def _sde_times(sde, sigmas: torch.Tensor) -> torch.Tensor:
-    """The SDE's time for every positive sigma (a final sigma of 0 is handled by a last denoising step)."""
-    return sde.time_from_sigma(sigmas[sigmas > 0].to(torch.float64))
-
-
-def _run_reverse(step, x: torch.Tensor, sigmas: torch.Tensor, callback: Optional[Callable]) -> torch.Tensor:
-    """Shared loop: map x into the SDE's coordinates, apply `step` between consecutive times, map back.
-    A final sigma of 0 is reached by returning the denoiser's estimate of x_0 (Tweedie's formula)."""
-    check_sampler_inputs(x, sigmas)
-    times, alpha = step.times, step.sde.alpha
-    x_t = alpha(times[0]).to(x.dtype) * x
-    for i in range(len(sigmas) - 1):
-        if sigmas[i + 1] == 0:  # only ever the last step: sigmas are strictly decreasing
-            x = step.denoiser(x_t / alpha(times[i]).to(x.dtype), _batch_sigma(sigmas[i], x), **(step.cond or {}))
-        else:
-            x_t = step(x_t, times[i], times[i + 1])
-            x = x_t / alpha(times[i + 1]).to(x.dtype)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": sigmas[i]})
-    return x
-
-
-class _Step:
-    """A reverse-time step of one kind, bound to its SDE, times, denoiser and condition."""
-
-    def __init__(self, denoiser, sde, sigmas, cond, generator, kind, snr=0.16, corrector_steps=1):
-        self.denoiser, self.sde, self.cond, self.generator = denoiser, sde, cond, generator
-        self.kind, self.snr, self.corrector_steps = kind, snr, corrector_steps
-        self.times = _sde_times(sde, sigmas)
-
-    def score(self, x_t, t):
-        return score_from_denoiser(self.denoiser, self.sde, x_t, t, self.cond)
-
-    def __call__(self, x_t, t, t_next):
-        sde, dt = self.sde, (t_next - t).to(x_t.dtype)  # dt < 0: time runs backwards
-        score = self.score(x_t, t)
-        g = sde.diffusion(t).to(x_t.dtype)
-        if self.kind == "ode":
-            # dx = [f(x, t) - 1/2 g(t)^2 score] dt         (Song et al. Eq. 13, the probability-flow ODE)
-            return x_t + (sde.drift(x_t, t) - 0.5 * g**2 * score) * dt
-        # dx = [f(x, t) - g(t)^2 score] dt + g(t) dw_bar  (Song et al. Eq. 6), Euler-Maruyama
-        x_t = x_t + (sde.drift(x_t, t) - g**2 * score) * dt + g * (-dt).sqrt() * _noise_like(x_t, self.generator)
-        if self.kind == "pc":
-            x_t = self.langevin(x_t, t_next)
-        return x_t
-
-    def langevin(self, x_t, t):
-        for _ in range(self.corrector_steps):
-            score = self.score(x_t, t)
-            x_t = langevin_correction(x_t, score, _noise_like(x_t, self.generator), self.snr)
-        return x_t
-
-
 def langevin_correction(x: torch.Tensor, score: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
     """One Langevin corrector step with the step size set by a signal-to-noise ratio r, Song et al. 2021
     Algorithm 4 (VE; Algorithm 5 differs only by the factor alpha_i): epsilon = 2 (r ||z|| / ||s||)^2."""
@@ -145,13 +92,26 @@ def langevin_correction(x: torch.Tensor, score: torch.Tensor, noise: torch.Tenso
     return x + step_size * score + (2 * step_size).sqrt() * noise
 
 
+def _euler_maruyama_step(denoiser, sde, cond, generator):
+    """One reverse-time Euler-Maruyama step of Song et al. Eq. 6 between times t and t_next < t."""
+    def step(x_t, t, t_next):
+        dt = (t_next - t).to(x_t.dtype)  # negative: time runs backwards
+        g = sde.diffusion(t).to(x_t.dtype)
+        score = score_from_denoiser(denoiser, sde, x_t, t, cond)
+        # dx = [f(x, t) - g(t)^2 score] dt + g(t) dw_bar
+        return x_t + (sde.drift(x_t, t) - g**2 * score) * dt + g * (-dt).sqrt() * _noise_like(x_t, generator)
+
+    return step
+
+
 @torch.no_grad()
 def sample_reverse_sde(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, cond: Optional[dict] = None,
                        callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
                        sde=None) -> torch.Tensor:
     """Euler-Maruyama on the reverse-time SDE, Song et al. 2021 Eq. 6 (default: the VP SDE)."""
-    step = _Step(denoiser, sde or VPSDE(), sigmas, cond, generator, kind="sde")
-    return _run_reverse(step, x, sigmas, callback)
+    sde = sde or VPSDE()
+    return integrate_in_time(denoiser, x, sigmas, time_from_sigma=sde.time_from_sigma, alpha=sde.alpha,
+                             step=_euler_maruyama_step(denoiser, sde, cond, generator), cond=cond, callback=callback)
 
 
 @torch.no_grad()
@@ -160,9 +120,18 @@ def sample_predictor_corrector(denoiser: Callable, x: torch.Tensor, sigmas: torc
                                generator: Optional[torch.Generator] = None, sde=None, snr: float = 0.16,
                                corrector_steps: int = 1) -> torch.Tensor:
     """Predictor-corrector sampling, Song et al. 2021 Algorithm 1: Euler-Maruyama, then Langevin corrector steps."""
-    step = _Step(denoiser, sde or VPSDE(), sigmas, cond, generator, kind="pc", snr=snr,
-                 corrector_steps=corrector_steps)
-    return _run_reverse(step, x, sigmas, callback)
+    sde = sde or VPSDE()
+    predictor = _euler_maruyama_step(denoiser, sde, cond, generator)
+
+    def step(x_t, t, t_next):
+        x_t = predictor(x_t, t, t_next)
+        for _ in range(corrector_steps):  # the corrector works at the new time
+            score = score_from_denoiser(denoiser, sde, x_t, t_next, cond)
+            x_t = langevin_correction(x_t, score, _noise_like(x_t, generator), snr)
+        return x_t
+
+    return integrate_in_time(denoiser, x, sigmas, time_from_sigma=sde.time_from_sigma, alpha=sde.alpha, step=step,
+                             cond=cond, callback=callback)
 
 
 @torch.no_grad()
@@ -170,5 +139,13 @@ def sample_probability_flow(denoiser: Callable, x: torch.Tensor, sigmas: torch.T
                             callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
                             sde=None) -> torch.Tensor:
     """Euler steps in time on the probability-flow ODE, Song et al. 2021 Eq. 13 (default: the VP SDE)."""
-    step = _Step(denoiser, sde or VPSDE(), sigmas, cond, generator, kind="ode")
-    return _run_reverse(step, x, sigmas, callback)
+    sde = sde or VPSDE()
+
+    def step(x_t, t, t_next):
+        g = sde.diffusion(t).to(x_t.dtype)
+        # dx = [f(x, t) - 1/2 g(t)^2 score] dt
+        drift = sde.drift(x_t, t) - 0.5 * g**2 * score_from_denoiser(denoiser, sde, x_t, t, cond)
+        return x_t + drift * (t_next - t).to(x_t.dtype)
+
+    return integrate_in_time(denoiser, x, sigmas, time_from_sigma=sde.time_from_sigma, alpha=sde.alpha, step=step,
+                             cond=cond, callback=callback)

@@ -9,24 +9,15 @@ from ..diffusion.guidance import drop_condition
 
 
 def sinusoidal_embedding(values: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """The Transformer's sinusoidal position encoding (Vaswani et al. 2017, Section 3.5) applied to a scalar
-    per sample, as DDPM embeds its timestep: (B,) -> (B, dim), cos and sin at geometric frequencies."""
+    """The Transformer's sinusoidal encoding (Vaswani et al. 2017, Section 3.5) of one scalar per row, as DDPM embeds
+    its timestep and ViT/DiT their fixed positions: (N,) -> (N, dim) float32, [cos(v w_i), sin(v w_i)] with
+    w_i = max_period^(-i / (dim / 2)), computed in float64."""
     if dim % 2:
         raise ValueError(f"sinusoidal_embedding needs an even dim, got {dim}")
     half = dim // 2
-    # omega_i = max_period^(-i / half), i = 0 .. half - 1
-    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=values.device) / half)
-    angles = values.float()[:, None] * frequencies[None]  # (B, half)
-    return torch.cat([angles.cos(), angles.sin()], dim=1)  # (B, dim)
-
-
-def sincos_1d(positions: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Fixed positional encoding of positions (N,) -> (N, dim): [sin(p w_i), cos(p w_i)], w_i = max_period^(-2i/dim)."""
-    if dim % 2:
-        raise ValueError(f"sincos_1d needs an even dim, got {dim}")
-    frequencies = max_period ** (-torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
-    angles = positions.to(torch.float64)[:, None] * frequencies[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
+    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64, device=values.device) / half)
+    angles = values.to(torch.float64)[:, None] * frequencies[None]  # (N, half)
+    return torch.cat([angles.cos(), angles.sin()], dim=1).float()  # (N, dim)
 
 
 def sincos_position_embedding(grid: Tuple[int, int, int], dim: int, time_dim: int = 0) -> torch.Tensor:
@@ -39,10 +30,10 @@ def sincos_position_embedding(grid: Tuple[int, int, int], dim: int, time_dim: in
                          f"({spatial}) a positive multiple of 4")
     frames, height, width = grid
     t, h, w = torch.meshgrid(torch.arange(frames), torch.arange(height), torch.arange(width), indexing="ij")
-    parts = [sincos_1d(h.flatten(), spatial // 2), sincos_1d(w.flatten(), spatial // 2)]
+    parts = [sinusoidal_embedding(h.flatten(), spatial // 2), sinusoidal_embedding(w.flatten(), spatial // 2)]
     if time_dim:
-        parts.insert(0, sincos_1d(t.flatten(), time_dim))
-    return torch.cat(parts, dim=1).float()  # (N, dim)
+        parts.insert(0, sinusoidal_embedding(t.flatten(), time_dim))
+    return torch.cat(parts, dim=1)  # (N, dim)
 
 
 class TimestepEmbedding(nn.Module):
