@@ -129,3 +129,27 @@ def test_video_dit_behind_the_denoiser_interface_drives_a_sampler():
     x = torch.randn(2, 3, 4, 8, 8) * sigmas[0]
     out = sample_heun(denoiser, x, sigmas, cond={"label": torch.tensor([1, 5])})
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_uvit_skips_connect_mirrored_blocks_and_all_inputs_are_tokens():
+    from minisora.models.uvit import UViT, UViTConfig
+
+    torch.manual_seed(0)
+    config = UViTConfig(input_size=8, in_channels=3, hidden=32, depth=5, heads=4, num_classes=5)
+    model = UViT(config)
+    assert len(model.in_blocks) == len(model.out_blocks) == len(model.skip_projections) == 2
+    assert model.position.shape == (1, 2 + 16, 32)  # noise token, class token, 16 patches
+    x, noise, label = torch.randn(2, 3, 1, 8, 8), torch.randn(2), torch.tensor([1, 5])
+    out = model(x, noise, label)
+    assert out.shape == x.shape
+    # the noise level and the class reach the output through their tokens
+    assert not torch.allclose(model(x, noise + 1, label), out)
+    assert not torch.allclose(model(x, noise, torch.tensor([2, 5])), out)
+    # the first in-block's output reaches the output through the long skip even when the path through the
+    # second in-block is detached and the middle block's output is zeroed
+    model.mid_block.register_forward_hook(lambda module, inputs, output: torch.zeros_like(output))
+    model.in_blocks[1].register_forward_hook(lambda module, inputs, output: output.detach())
+    model(x, noise, label).sum().backward()
+    assert model.in_blocks[0].mlp[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="odd depth"):
+        UViT(UViTConfig(depth=4))

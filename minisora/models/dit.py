@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .attention import Attention
 from .embeddings import LabelEmbedding, TimestepEmbedding, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
+from .transformer import MLP
 
 CONDITIONINGS = ("adaln_zero", "adaln", "cross_attention", "in_context")
 
@@ -64,11 +65,6 @@ def dit_config(name: str, **overrides) -> DiTConfig:
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Adaptive layer norm's affine part: x (1 + scale) + shift, per sample (DiT Section 3.2)."""
     return x * (1 + scale[:, None]) + shift[:, None]
-
-
-class MLP(nn.Sequential):
-    def __init__(self, dim: int, ratio: float):
-        super().__init__(nn.Linear(dim, int(dim * ratio)), nn.GELU(approximate="tanh"), nn.Linear(int(dim * ratio), dim))
 
 
 class DiTBlock(nn.Module):

@@ -1,0 +1,27 @@
+"""The plain pre-norm transformer block of ViT (Dosovitskiy et al. 2021): attention and an MLP, each residual."""
+import torch
+from torch import nn
+
+from .attention import Attention
+
+
+class MLP(nn.Sequential):
+    """Linear, GELU (tanh approximation, as DiT and U-ViT use), Linear: dim -> ratio * dim -> dim."""
+
+    def __init__(self, dim: int, ratio: float):
+        super().__init__(nn.Linear(dim, int(dim * ratio)), nn.GELU(approximate="tanh"), nn.Linear(int(dim * ratio), dim))
+
+
+class TransformerBlock(nn.Module):
+    """x = x + Attn(LN(x));  x = x + MLP(LN(x))   on tokens (B, N, D)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, attention_backend: str = "sdpa"):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = Attention(dim, heads, attention_backend)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))

@@ -1,0 +1,87 @@
+"""U-ViT: "All are Worth Words: A ViT Backbone for Diffusion Models" (Bao et al. 2023).
+
+Everything is a token — the noise level, the class, and the patches of the input — and a plain ViT processes them,
+with long skip connections from each shallow block to its mirror deep block (concatenate, then a linear map back to
+D), as a U-Net does between its encoder and decoder. A 3x3 convolution after unpatchifying smooths patch seams.
+The signature F(x, noise_label, label=None) is DiT's, so it goes behind the same denoiser wrappers.
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .embeddings import TimestepEmbedding
+from .patches import check_patchable, patchify, unpatchify
+from .transformer import TransformerBlock
+
+
+@dataclass
+class UViTConfig:
+    input_size: int = 32  # height = width of the input
+    frames: int = 1  # T; 1 for images
+    in_channels: int = 3  # channels of the input
+    patch_size: int = 2  # spatial patch side
+    temporal_patch: int = 1  # frames per patch
+    hidden: int = 512  # token width D (U-ViT-S: 512)
+    depth: int = 13  # blocks: depth // 2 in, one middle, depth // 2 out (U-ViT-S: 13)
+    heads: int = 8  # attention heads (U-ViT-S: 8)
+    mlp_ratio: float = 4.0  # MLP width / D
+    num_classes: int = 0  # 0 for unconditional; else labels 0..num_classes-1 and a null label num_classes
+    final_conv: bool = True  # the 3x3 convolution after unpatchify (Bao et al., Section 3.1)
+    attention_backend: str = "sdpa"  # "math", "sdpa" (or "flash" once registered)
+
+
+class UViT(nn.Module):
+    """x (B, C, T, H, W), noise_label (B,), label (B,) -> (B, C, T, H, W)."""
+
+    def __init__(self, config: UViTConfig):
+        super().__init__()
+        if config.depth % 2 == 0:
+            raise ValueError(f"U-ViT needs an odd depth (in blocks, a middle block, mirrored out blocks), got {config.depth}")
+        self.config = config
+        self.patch = (config.temporal_patch, config.patch_size, config.patch_size)
+        self.grid = check_patchable((config.frames, config.input_size, config.input_size), self.patch)
+        dim, half = config.hidden, config.depth // 2
+        self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
+        self.noise_embedding = TimestepEmbedding(dim)
+        self.label_embedding = nn.Embedding(config.num_classes + 1, dim) if config.num_classes else None
+        self.extra_tokens = 1 + (1 if config.num_classes else 0)  # the noise level, and the class
+        self.position = nn.Parameter(torch.zeros(1, self.extra_tokens + math.prod(self.grid), dim))  # learned
+        nn.init.trunc_normal_(self.position, std=0.02)
+
+        def block():
+            return TransformerBlock(dim, config.heads, config.mlp_ratio, config.attention_backend)
+
+        self.in_blocks = nn.ModuleList(block() for _ in range(half))
+        self.mid_block = block()
+        self.out_blocks = nn.ModuleList(block() for _ in range(half))
+        self.skip_projections = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(half))  # [x, skip] -> D
+        self.norm = nn.LayerNorm(dim)
+        self.output = nn.Linear(dim, config.in_channels * math.prod(self.patch))
+        self.final_conv = nn.Conv3d(config.in_channels, config.in_channels, (1, 3, 3), padding=(0, 1, 1)) \
+            if config.final_conv else nn.Identity()
+
+    def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
+        expected = (self.config.in_channels, self.config.frames, self.config.input_size, self.config.input_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"U-ViT built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
+        if (label is None) != (self.label_embedding is None):
+            raise ValueError(f"U-ViT with num_classes={self.config.num_classes} needs "
+                             f"{'a label' if self.label_embedding is not None else 'no label'}")
+        tokens = [self.noise_embedding(noise_label.expand(x.shape[0]))[:, None]]  # (B, 1, D)
+        if label is not None:
+            tokens.append(self.label_embedding(label)[:, None])
+        tokens.append(self.patch_embedding(patchify(x, self.patch)))  # (B, N, D)
+        h = torch.cat(tokens, dim=1) + self.position  # (B, extra + N, D)
+        skips = []
+        for block in self.in_blocks:
+            h = block(h)
+            skips.append(h)
+        h = self.mid_block(h)
+        for block, projection in zip(self.out_blocks, self.skip_projections):
+            # the long skip: the deep block sees its mirror shallow block's output
+            h = block(projection(torch.cat([h, skips.pop()], dim=-1)))
+        patches = self.output(self.norm(h))[:, self.extra_tokens:]  # drop the noise and class tokens
+        return self.final_conv(unpatchify(patches, self.patch, self.grid))
