@@ -46,3 +46,26 @@ def mmd_rbf(a: torch.Tensor, b: torch.Tensor, bandwidth: float = 0.5) -> torch.T
         return torch.exp(-torch.cdist(u, v) ** 2 / (2 * bandwidth**2)).mean()
 
     return kernel(a, a) + kernel(b, b) - 2 * kernel(a, b)
+
+
+def gaussian_frechet_distance(mean_a: torch.Tensor, covariance_a: torch.Tensor, mean_b: torch.Tensor,
+                              covariance_b: torch.Tensor) -> torch.Tensor:
+    """Frechet (2-Wasserstein) distance squared between two Gaussians, as FID computes it (Heusel et al. 2017):
+    ||m_a - m_b||^2 + Tr(C_a + C_b - 2 (C_a^{1/2} C_b C_a^{1/2})^{1/2})."""
+    mean_a, mean_b = mean_a.to(torch.float64), mean_b.to(torch.float64)
+    covariance_a, covariance_b = covariance_a.to(torch.float64), covariance_b.to(torch.float64)
+
+    def psd_sqrt(matrix):
+        values, vectors = torch.linalg.eigh(matrix)
+        return vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+
+    root_a = psd_sqrt(covariance_a)
+    cross = torch.linalg.eigvalsh(root_a @ covariance_b @ root_a).clamp(min=0).sqrt().sum()
+    return (mean_a - mean_b).pow(2).sum() + torch.trace(covariance_a) + torch.trace(covariance_b) - 2 * cross
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """The FID-style distance between two sets of features (N, F) and (M, F): Gaussian fits, then
+    `gaussian_frechet_distance`. Which features decide what it measures (see `models.classifier`)."""
+    return gaussian_frechet_distance(features_a.double().mean(0), features_a.double().T.cov(),
+                                     features_b.double().mean(0), features_b.double().T.cov())
