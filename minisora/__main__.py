@@ -1,10 +1,10 @@
-"""The command line: `python -m minisora train --preset toy2d [--key=value ...]`."""
+"""The command line: `python -m minisora train --preset toy2d|images [--key=value ...]`."""
 import argparse
 import sys
 
 from .config import apply_overrides
 
-PRESETS = ("toy2d",)
+PRESETS = ("toy2d", "images")
 
 
 def main(argv=None) -> int:
@@ -14,13 +14,15 @@ def main(argv=None) -> int:
     train.add_argument("--preset", default="toy2d", choices=PRESETS, help="which configuration to start from")
     arguments, overrides = parser.parse_known_args(argv)
     if arguments.command == "train":
-        from .train.toy2d import Toy2DConfig, run_toy2d
-
+        if arguments.preset == "toy2d":
+            from .train.toy2d import Toy2DConfig as Config, run_toy2d as run
+        else:
+            from .train.images import ImagesConfig as Config, run_images as run
         try:
-            config = apply_overrides(Toy2DConfig(), overrides)
+            config = apply_overrides(Config(), overrides)
         except ValueError as error:
             parser.error(str(error))
-        run_toy2d(config)
+        run(config)
     return 0
 
 

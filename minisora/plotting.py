@@ -44,3 +44,17 @@ def draw_loss_curve(losses: Sequence[float], path, width: int = 640, height: int
     draw.line([(40, 30), (40, height - 20)], fill="black")
     image.save(Path(path))
     return image
+
+
+def save_image_grid(images: torch.Tensor, columns: int, path, scale: int = 4) -> Image.Image:
+    """Images (N, 3, 1, H, W) in [-1, 1] as a grid PNG, `columns` per row, each pixel drawn scale x scale."""
+    count, _, _, height, width = images.shape
+    rows = -(-count // columns)
+    pixels = ((images[:, :, 0].clamp(-1, 1) + 1) * 127.5).round().byte()  # (N, 3, H, W)
+    canvas = torch.zeros(rows * height, columns * width, 3, dtype=torch.uint8)
+    for index in range(count):
+        row, column = divmod(index, columns)
+        canvas[row * height:(row + 1) * height, column * width:(column + 1) * width] = pixels[index].permute(1, 2, 0)
+    image = Image.fromarray(canvas.numpy()).resize((columns * width * scale, rows * height * scale), Image.NEAREST)
+    image.save(path)
+    return image

@@ -43,3 +43,15 @@ def test_unknown_key_on_the_command_line_fails_with_the_list():
     result = subprocess.run([sys.executable, "-m", "minisora", "train", "--stepz=3"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0 and "known keys" in result.stderr
+
+
+def test_images_preset_runs_end_to_end(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minisora", "train", "--preset", "images", "--steps=3",
+                             "--hidden=32", "--depth=1", "--num_images=600", "--samples_per_class=2",
+                             "--sampling_steps=2", f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "class accuracy" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) >= {"trained", "untrained", "classifier_accuracy_on_real", "config"}
+    assert (tmp_path / "grid.png").stat().st_size > 0

@@ -40,6 +40,7 @@ class DiTConfig:
     learn_sigma: bool = True  # output 2 x in_channels: the noise (or x0) and the per-pixel variance of Nichol & Dhariwal
     conditioning: str = "adaln_zero"  # one of CONDITIONINGS (Section 3.2 of the paper)
     attention_backend: str = "sdpa"  # "math", "sdpa" (or "flash" once registered)
+    noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
 
     @property
     def out_channels(self) -> int:
@@ -134,7 +135,7 @@ class DiT(nn.Module):
         self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
         time_dim = 0 if self.grid[0] == 1 else dim // 4 - (dim // 4) % 2
         self.register_buffer("position", sincos_position_embedding(self.grid, dim, time_dim)[None], persistent=False)
-        self.noise_embedding = TimestepEmbedding(dim)
+        self.noise_embedding = TimestepEmbedding(dim, scale=config.noise_label_scale)
         self.label_embedding = LabelEmbedding(config.num_classes, dim, config.class_dropout) if config.num_classes else None
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final = FinalLayer(config)

@@ -37,15 +37,17 @@ def sincos_position_embedding(grid: Tuple[int, int, int], dim: int, time_dim: in
 
 
 class TimestepEmbedding(nn.Module):
-    """A scalar per sample (timestep or noise label) -> (B, hidden): sinusoidal features, then an MLP (DiT, Section 3.2)."""
+    """A scalar per sample (timestep or noise label) -> (B, hidden): sinusoidal features, then an MLP (DiT, Section 3.2).
+    `scale` multiplies the value first, so that labels of any range (EDM's ln(sigma)/4, flow times in [0, 1]) spread
+    over the range of DDPM's timesteps 0..999 that the frequencies resolve."""
 
-    def __init__(self, hidden: int, frequency_dim: int = 256):
+    def __init__(self, hidden: int, frequency_dim: int = 256, scale: float = 1.0):
         super().__init__()
-        self.frequency_dim = frequency_dim
+        self.frequency_dim, self.scale = frequency_dim, scale
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        features = sinusoidal_embedding(values, self.frequency_dim).to(self.mlp[0].weight.dtype)
+        features = sinusoidal_embedding(values * self.scale, self.frequency_dim).to(self.mlp[0].weight.dtype)
         return self.mlp(features)
 
 

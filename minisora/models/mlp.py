@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .embeddings import sinusoidal_embedding
+from .embeddings import TimestepEmbedding
 
 
 @dataclass
@@ -25,8 +25,7 @@ class ToyMLP(nn.Module):
         super().__init__()
         self.config = config
         self.input = nn.Linear(config.data_dim, config.hidden)
-        self.noise_embedding = nn.Sequential(nn.Linear(config.embedding_dim, config.hidden), nn.SiLU(),
-                                             nn.Linear(config.hidden, config.hidden))
+        self.noise_embedding = TimestepEmbedding(config.hidden, config.embedding_dim, config.noise_label_scale)
         self.class_embedding = nn.Embedding(config.num_classes + 1, config.hidden) if config.num_classes else None
         self.layers = nn.ModuleList(nn.Linear(config.hidden, config.hidden) for _ in range(config.depth))
         self.output = nn.Linear(config.hidden, config.data_dim)
@@ -37,8 +36,7 @@ class ToyMLP(nn.Module):
         if (label is None) != (self.class_embedding is None):
             raise ValueError(f"ToyMLP built with num_classes={self.config.num_classes} was called with "
                              f"label={'None' if label is None else 'a tensor'}; pass labels exactly when num_classes > 0")
-        scaled = noise_label.expand(x.shape[0]) * self.config.noise_label_scale
-        condition = self.noise_embedding(sinusoidal_embedding(scaled, self.config.embedding_dim).to(x.dtype))  # (B, H)
+        condition = self.noise_embedding(noise_label.expand(x.shape[0])).to(x.dtype)  # (B, H)
         if label is not None:
             condition = condition + self.class_embedding(label)
         h = self.input(x)

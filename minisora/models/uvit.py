@@ -31,6 +31,7 @@ class UViTConfig:
     num_classes: int = 0  # 0 for unconditional; else labels 0..num_classes-1 and a null label num_classes
     final_conv: bool = True  # the 3x3 convolution after unpatchify (Bao et al., Section 3.1)
     attention_backend: str = "sdpa"  # "math", "sdpa" (or "flash" once registered)
+    noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
 
 
 class UViT(nn.Module):
@@ -45,7 +46,7 @@ class UViT(nn.Module):
         self.grid = check_patchable((config.frames, config.input_size, config.input_size), self.patch)
         dim, half = config.hidden, config.depth // 2
         self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
-        self.noise_embedding = TimestepEmbedding(dim)
+        self.noise_embedding = TimestepEmbedding(dim, scale=config.noise_label_scale)
         self.label_embedding = nn.Embedding(config.num_classes + 1, dim) if config.num_classes else None
         self.extra_tokens = 1 + (1 if config.num_classes else 0)  # the noise level, and the class
         self.position = nn.Parameter(torch.zeros(1, self.extra_tokens + math.prod(self.grid), dim))  # learned

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
-
 from tiny_datasets.toy2d import sample_toy
 from ..diffusion import get_sampler
 from ..diffusion.ddpm import ddpm_loss
@@ -19,7 +17,7 @@ from ..diffusion.edm import EDMDenoiser, edm_loss
 from ..diffusion.schedules import alphas_cumprod, karras_sigmas, linear_betas
 from ..metrics import sliced_wasserstein
 from ..models.mlp import ToyMLP, ToyMLPConfig
-from .ema import make_ema, update_ema
+from .loop import train_loop
 
 
 @dataclass
@@ -54,37 +52,22 @@ def build_denoiser(config: Toy2DConfig) -> torch.nn.Module:
 
 
 def loss_function(config: Toy2DConfig, denoiser: torch.nn.Module) -> Callable:
-    """loss(x0, generator) for the chosen objective."""
-    if config.objective == "edm":
-        return lambda x0, generator: edm_loss(denoiser, x0, sigma_data=config.sigma_data, generator=generator)
-    return lambda x0, generator: ddpm_loss(denoiser.model, x0, denoiser.alphas_cumprod, config.prediction, generator)
+    """loss(generator) on a fresh batch, for the chosen objective."""
+    def loss_of_batch(generator):
+        x0 = sample_toy(config.dataset, config.batch_size, generator)
+        if config.objective == "edm":
+            return edm_loss(denoiser, x0, sigma_data=config.sigma_data, generator=generator)
+        return ddpm_loss(denoiser.model, x0, denoiser.alphas_cumprod, config.prediction, generator)
+
+    return loss_of_batch
 
 
 def train_toy2d(config: Toy2DConfig, progress: bool = True):
     """Train; returns (denoiser, ema_denoiser, losses). Deterministic on CPU for a given seed."""
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     denoiser = build_denoiser(config)
-    ema = make_ema(denoiser)
-    loss_of = loss_function(config, denoiser)
-    optimizer = torch.optim.AdamW(denoiser.parameters(), lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 2 * (1 - step / config.steps)))
-    losses = []
-    bar = tqdm(range(config.steps), desc=f"train {config.dataset} ({config.objective})", disable=not progress)
-    for _ in bar:
-        x0 = sample_toy(config.dataset, config.batch_size, generator)
-        loss = loss_of(x0, generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {len(losses)}; lower --learning_rate "
-                                     f"(now {config.learning_rate})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        update_ema(ema, denoiser, config.ema_decay)
-        losses.append(loss.item())
-        if len(losses) % 100 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-100:]) / 100:.4f}")
+    ema, losses = train_loop(denoiser, loss_function(config, denoiser), config.steps, config.learning_rate,
+                             config.ema_decay, config.seed, f"train {config.dataset} ({config.objective})", progress)
     return denoiser, ema, losses
 
 
