@@ -102,7 +102,7 @@ def evaluate_images(denoiser: torch.nn.Module, config: ImagesConfig, images: tor
     """Class accuracy and Frechet distance (classifier features) of guided samples, for the trained and an
     untrained model; the classifier is trained on the real images unless one is given as (classifier, accuracy)."""
     classifier, judge_accuracy = judge or train_classifier(images, labels, NUM_CLASSES, seed=config.seed)
-    real = ShapesDataset(len(labels[:1000]), config.image_size, seed=config.seed + 99).tensors()[0]
+    real = ShapesDataset(min(len(labels), 1000), config.image_size, seed=config.seed + 99).tensors()[0]  # unseen scenes
     scores = {"classifier_accuracy_on_real": judge_accuracy}
     torch.manual_seed(config.seed + 5)
     for name, model in (("trained", denoiser), ("untrained", build_denoiser(config))):
