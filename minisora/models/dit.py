@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .attention import Attention
 from .embeddings import LabelEmbedding, TimestepEmbedding, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
-from .transformer import MLP
+from .transformer import MLP, check_denoiser_inputs
 
 CONDITIONINGS = ("adaln_zero", "adaln", "cross_attention", "in_context")
 
@@ -161,12 +161,7 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        expected = (self.config.in_channels, self.config.frames, self.config.input_size, self.config.input_size)
-        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"DiT built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
-        if (label is None) != (self.label_embedding is None):
-            raise ValueError(f"DiT with num_classes={self.config.num_classes} needs "
-                             f"{'a label' if self.label_embedding is not None else 'no label'}")
+        check_denoiser_inputs("DiT", self.config, x, label)
         tokens = self.patch_embedding(patchify(x, self.patch)) + self.position  # (B, N, D)
         c = self.noise_embedding(noise_label.expand(x.shape[0]))  # (B, D)
         label_vector = None if label is None else self.label_embedding(label, generator)

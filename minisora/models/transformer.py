@@ -1,4 +1,6 @@
-"""The plain pre-norm transformer block of ViT (Dosovitskiy et al. 2021): attention and an MLP, each residual."""
+"""The plain pre-norm transformer block of ViT (Dosovitskiy et al. 2021), and what the diffusion transformers share."""
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -25,3 +27,14 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def check_denoiser_inputs(model: str, config, x: torch.Tensor, label: Optional[torch.Tensor]) -> None:
+    """The input checks of DiT and U-ViT: x must be (B, in_channels, frames, input_size, input_size), and a label
+    is given exactly when the config has classes."""
+    expected = (config.in_channels, config.frames, config.input_size, config.input_size)
+    if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+        raise ValueError(f"{model} built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
+    if (label is None) != (config.num_classes == 0):
+        raise ValueError(f"{model} with num_classes={config.num_classes} needs "
+                         f"{'no label' if config.num_classes == 0 else 'a label'}")

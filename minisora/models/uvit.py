@@ -14,7 +14,7 @@ from torch import nn
 
 from .embeddings import TimestepEmbedding
 from .patches import check_patchable, patchify, unpatchify
-from .transformer import TransformerBlock
+from .transformer import TransformerBlock, check_denoiser_inputs
 
 
 @dataclass
@@ -65,12 +65,7 @@ class UViT(nn.Module):
             if config.final_conv else nn.Identity()
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
-        expected = (self.config.in_channels, self.config.frames, self.config.input_size, self.config.input_size)
-        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"U-ViT built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
-        if (label is None) != (self.label_embedding is None):
-            raise ValueError(f"U-ViT with num_classes={self.config.num_classes} needs "
-                             f"{'a label' if self.label_embedding is not None else 'no label'}")
+        check_denoiser_inputs("U-ViT", self.config, x, label)
         tokens = [self.noise_embedding(noise_label.expand(x.shape[0]))[:, None]]  # (B, 1, D)
         if label is not None:
             tokens.append(self.label_embedding(label)[:, None])
