@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .embeddings import TimestepEmbedding
+from .embeddings import LabelEmbedding, TimestepEmbedding
 from .patches import check_patchable, patchify, unpatchify
 from .transformer import TransformerBlock, check_denoiser_inputs
 
@@ -47,7 +47,7 @@ class UViT(nn.Module):
         dim, half = config.hidden, config.depth // 2
         self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
         self.noise_embedding = TimestepEmbedding(dim, scale=config.noise_label_scale)
-        self.label_embedding = nn.Embedding(config.num_classes + 1, dim) if config.num_classes else None
+        self.label_embedding = LabelEmbedding(config.num_classes, dim, dropout=0.0) if config.num_classes else None
         self.extra_tokens = 1 + (1 if config.num_classes else 0)  # the noise level, and the class
         self.position = nn.Parameter(torch.zeros(1, self.extra_tokens + math.prod(self.grid), dim))  # learned
         nn.init.trunc_normal_(self.position, std=0.02)

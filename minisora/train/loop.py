@@ -1,5 +1,6 @@
-"""The training loop every trainer in minisora runs: AdamW, a warm-then-decay learning rate, EMA of weights,
-tqdm progress, and a clear error on a non-finite loss. Trainers supply the model and two functions."""
+"""The training loop every trainer in minisora runs: AdamW, a constant-then-decaying learning rate, EMA of weights,
+tqdm progress, and a clear error on a non-finite loss. Trainers supply the model and a function that draws a batch
+and returns its loss."""
 from typing import Callable, List, Tuple
 
 import torch
