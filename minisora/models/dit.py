@@ -183,6 +183,34 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
+def analytic_gflops(config: DiTConfig) -> float:
+    """Forward cost of one sample in GFLOPs (multiply-adds of every matrix product), counted by hand: the formula
+    behind the DiT paper's Table 1 and Figure 5, and the check on `forward_gflops`."""
+    dim, mlp_width = config.hidden, int(config.hidden * config.mlp_ratio)
+    patch_values = config.temporal_patch * config.patch_size**2
+    # N = (T / pt)(H / p)(W / p) patch tokens; M conditioning tokens (noise level, and class if any)
+    tokens = (config.frames // config.temporal_patch) * (config.input_size // config.patch_size) ** 2
+    conditions = 2 if config.num_classes else 1
+    sequence = tokens + conditions if config.conditioning == "in_context" else tokens
+
+    def self_attention_and_mlp(n):
+        # Q, K, V and output projections 4 n D^2; Q K^T and P V 2 n^2 D; the MLP 2 n D (ratio D)
+        return 4 * n * dim**2 + 2 * n * n * dim + 2 * n * dim * mlp_width
+
+    block = self_attention_and_mlp(sequence)
+    if config.conditioning == "adaln_zero":
+        block += 6 * dim**2  # shift, scale, gate for attention and MLP, regressed from c
+    elif config.conditioning == "adaln":
+        block += 4 * dim**2
+    elif config.conditioning == "cross_attention":
+        # queries and output on the N tokens, keys and values on the M conditions, and N x M scores
+        block += 2 * tokens * dim**2 + 2 * conditions * dim**2 + 2 * tokens * conditions * dim
+    embed = tokens * config.in_channels * patch_values * dim  # the patch embedding
+    noise_mlp = 256 * dim + dim**2  # sinusoidal features -> D -> D
+    final = 2 * dim**2 + tokens * dim * patch_values * config.out_channels  # adaptive norm, linear to patches
+    return (config.depth * block + embed + noise_mlp + final) / 1e9
+
+
 def forward_gflops(config: DiTConfig) -> float:
     """Forward cost of one sample in GFLOPs as the DiT paper counts them (one multiply-add = one FLOP), measured
     by PyTorch's FLOP counter on a model built on the meta device (no memory, no arithmetic)."""
