@@ -34,6 +34,7 @@ class ImagesConfig:
     depth: int = 4  # transformer blocks (odd for U-ViT: one more is added if even)
     heads: int = 4  # attention heads
     patch_size: int = 2  # spatial patch side
+    conditioning: str = "adaln_zero"  # DiT only: adaln_zero, adaln, cross_attention or in_context (DiT Section 3.2)
     objective: str = "edm"  # "edm" (Karras et al.) or "flow" (SiT: linear path, velocity)
     steps: int = 2000  # optimizer steps
     batch_size: int = 64  # images per step
@@ -58,7 +59,8 @@ def build_denoiser(config: ImagesConfig) -> torch.nn.Module:
                   heads=config.heads, num_classes=NUM_CLASSES, noise_label_scale=noise_label_scale)
     if config.model == "dit":
         # label dropout happens in the loss for both models, so the DiT's own is off
-        network = DiT(DiTConfig(depth=config.depth, learn_sigma=False, class_dropout=0.0, **shared))
+        network = DiT(DiTConfig(depth=config.depth, learn_sigma=False, class_dropout=0.0,
+                                conditioning=config.conditioning, **shared))
     elif config.model == "uvit":
         network = UViT(UViTConfig(depth=config.depth | 1, **shared))
     else:
