@@ -22,3 +22,21 @@ def test_tiny_dit_learns_the_shapes_classes():
     assert scores["trained"]["class_accuracy"] > scores["untrained"]["class_accuracy"] + 0.15
     assert scores["trained"]["frechet_distance"] < 0.7 * scores["untrained"]["frechet_distance"]
     assert scores["samples"].shape == (NUM_CLASSES * 8, 3, 1, 16, 16) and torch.isfinite(scores["samples"]).all()
+
+
+def test_every_case_of_the_accuracy_benchmark_builds():
+    """benchmarks/images_class_accuracy.py's cases stay valid configurations as the trainer changes."""
+    import importlib.util
+    from pathlib import Path
+
+    from minisora.train.images import build_denoiser
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "images_class_accuracy.py"
+    spec = importlib.util.spec_from_file_location("images_class_accuracy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert {"edm_lr1e-3", "edm_lr2e-3", "flow_lr2e-3", "uvit_edm_lr2e-3"} <= set(module.CASES)
+    for config in module.CASES.values():
+        denoiser = build_denoiser(config)
+        x = torch.randn(2, 3, 1, config.image_size, config.image_size)
+        assert denoiser(x, torch.ones(2), label=torch.tensor([0, NUM_CLASSES])).shape == x.shape

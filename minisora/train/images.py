@@ -36,9 +36,9 @@ class ImagesConfig:
     patch_size: int = 2  # spatial patch side
     conditioning: str = "adaln_zero"  # DiT only: adaln_zero, adaln, cross_attention or in_context (DiT Section 3.2)
     objective: str = "edm"  # "edm" (Karras et al.) or "flow" (SiT: linear path, velocity)
-    steps: int = 2000  # optimizer steps
+    steps: int = 3000  # optimizer steps (about 7 minutes on 2 CPU cores; 2000 reach only ~60% class accuracy)
     batch_size: int = 64  # images per step
-    learning_rate: float = 1e-3  # AdamW
+    learning_rate: float = 2e-3  # AdamW's peak (1e-3 reaches ~60% class accuracy in 3000 steps, 2e-3 ~97%)
     ema_decay: float = 0.995  # EMA of weights used for sampling (0.999 keeps 13% of the initial weights after 2000 steps)
     class_dropout: float = 0.1  # label dropout for classifier-free guidance
     sampler: str = "heun"  # any name in minisora.diffusion.SAMPLERS
