@@ -11,15 +11,14 @@ from typing import Callable, Optional
 
 import torch
 
-from .schedules import alpha_bar_from_sigma, sigma_from_timestep
+from .schedules import alpha_bar_from_sigma, append_dims, sigma_from_timestep
 
 PREDICTIONS = ("epsilon", "x0", "v")
 
 
 def at_timestep(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """values[t], shaped to broadcast against `like` (B, ...) and cast to its dtype."""
-    out = values.to(like.device)[t].to(like.dtype)
-    return out.reshape(-1, *([1] * (like.dim() - 1)))
+    return append_dims(values.to(like.device)[t].to(like.dtype), like)
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -68,13 +67,17 @@ def training_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tens
     raise ValueError(f"unknown prediction {prediction!r}; choose one of {PREDICTIONS}")
 
 
+def noisy_batch(x0: torch.Tensor, alphas_cumprod: torch.Tensor, generator: Optional[torch.Generator] = None):
+    """Algorithm 1's draws: t uniform in 0..T-1 and eps ~ N(0, I) per sample, and x_t from q(x_t | x_0); (t, eps, x_t)."""
+    t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=generator, device=x0.device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    return t, noise, q_sample(x0, t, alphas_cumprod, noise)
+
+
 def ddpm_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor, prediction: str = "epsilon",
               generator: Optional[torch.Generator] = None, **cond) -> torch.Tensor:
     """Algorithm 1 of Ho et al. 2020 (training): L_simple = || target - model(x_t, t) ||^2 at a uniform t."""
-    num_train_steps = len(alphas_cumprod)
-    t = torch.randint(0, num_train_steps, (x0.shape[0],), generator=generator, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    x_t = q_sample(x0, t, alphas_cumprod, noise)
+    t, noise, x_t = noisy_batch(x0, alphas_cumprod, generator)
     target = training_target(x0, noise, at_timestep(alphas_cumprod, t, x0), prediction)
     return (model(x_t, t, **cond) - target).pow(2).mean()
 
@@ -127,7 +130,7 @@ def vlb_terms(x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, mean: torch.
     posterior_mean, posterior_variance = q_posterior(x0, x_t, t.clamp_min(1), alphas_cumprod)
     kl = normal_kl(posterior_mean, posterior_variance.log().expand_as(x0), mean, log_variance)
     decoder = -discretized_gaussian_log_likelihood(x0, mean, log_variance)
-    per_element = torch.where(first.reshape(-1, *([1] * (x0.dim() - 1))), decoder, kl)
+    per_element = torch.where(append_dims(first, x0), decoder, kl)
     return per_element.flatten(1).mean(1) / math.log(2)
 
 
@@ -135,19 +138,16 @@ def hybrid_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor,
                 generator: Optional[torch.Generator] = None, **cond) -> torch.Tensor:
     """Nichol & Dhariwal 2021, Section 3.1: L_hybrid = L_simple + lambda L_vlb for a model that outputs epsilon and
     v (2C channels). L_vlb sees the predicted mean through a stop-gradient, so it trains only the variance."""
-    num_train_steps = len(alphas_cumprod)
-    t = torch.randint(0, num_train_steps, (x0.shape[0],), generator=generator, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    x_t = q_sample(x0, t, alphas_cumprod, noise)
+    t, noise, x_t = noisy_batch(x0, alphas_cumprod, generator)
     epsilon, variance_output = split_learned_variance(model(x_t, t, **cond))
     simple = (epsilon - noise).pow(2).mean()
     x0_hat = predict_x0(x_t, epsilon.detach(), at_timestep(alphas_cumprod, t, x_t), "epsilon")
     mean, _ = q_posterior(x0_hat, x_t, t.clamp_min(1), alphas_cumprod)
     # at t = 0 the decoder's mean is x0_hat itself
-    mean = torch.where((t == 0).reshape(-1, *([1] * (x0.dim() - 1))), x0_hat, mean)
+    mean = torch.where(append_dims(t == 0, x0), x0_hat, mean)
     log_variance = learned_log_variance(variance_output, t, alphas_cumprod)
     # Nichol & Dhariwal scale L_vlb by T, so that it is the sum of the T terms rather than their mean
-    return simple + vlb_weight * num_train_steps * vlb_terms(x0, x_t, t, mean, log_variance, alphas_cumprod).mean()
+    return simple + vlb_weight * len(alphas_cumprod) * vlb_terms(x0, x_t, t, mean, log_variance, alphas_cumprod).mean()
 
 
 @torch.no_grad()
@@ -191,7 +191,7 @@ def network_from_denoiser(denoiser: Callable, alphas_cumprod: torch.Tensor, pred
 
     def model(x_t: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         sigma = sigma_from_timestep(alphas_cumprod.to(x_t.device), t).to(x_t.dtype)  # (B,)
-        alpha_bar = alpha_bar_from_sigma(sigma).reshape(-1, *([1] * (x_t.dim() - 1)))
+        alpha_bar = append_dims(alpha_bar_from_sigma(sigma), x_t)
         # x = x_t / sqrt(alpha_bar): the same point in EDM's coordinates, where D works
         x0 = denoiser(x_t / alpha_bar.sqrt(), sigma, **cond)
         # eps = (x_t - sqrt(alpha_bar) x_0) / sqrt(1 - alpha_bar)

@@ -8,12 +8,7 @@ import torch
 from torch import nn
 
 from .ddpm import PREDICTIONS, predict_x0
-from .schedules import alpha_bar_from_sigma, timestep_from_sigma
-
-
-def append_dims(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1), to broadcast per-sample scalars against `like` (B, ...)."""
-    return values.reshape(-1, *([1] * (like.dim() - 1)))
+from .schedules import alpha_bar_from_sigma, append_dims, timestep_from_sigma
 
 
 class VPDenoiser(nn.Module):

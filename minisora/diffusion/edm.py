@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .denoisers import append_dims
+from .schedules import append_dims
 from .schedules import timestep_from_sigma
 
 

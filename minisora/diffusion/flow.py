@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .denoisers import append_dims
+from .schedules import append_dims
 from .samplers import _noise_like, integrate_in_time
 from .score_sde import VPSDE
 

@@ -14,6 +14,11 @@ import math
 import torch
 
 
+def append_dims(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1), to broadcast per-sample scalars against `like` (B, ...)."""
+    return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
 def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """The linear beta schedule of Ho et al. 2020 (Section 4): beta_1 = 1e-4 to beta_T = 0.02, T = 1000."""
     _check_num_steps(num_steps)
