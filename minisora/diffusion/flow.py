@@ -210,19 +210,36 @@ def sample_flow_heun(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, 
                              step=step, cond=cond, callback=callback)
 
 
+LAST_STEPS = ("tweedie", "mean", "euler")
+
+
 @torch.no_grad()
 def sample_flow_sde(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, cond: Optional[dict] = None,
                     callback: Optional[Callable] = None, generator: Optional[torch.Generator] = None,
-                    path: Path = Path("linear"), diffusion: str = "sigma", diffusion_scale: float = 1.0) -> torch.Tensor:
+                    path: Path = Path("linear"), diffusion: str = "sigma", diffusion_scale: float = 1.0,
+                    last_step: str = "tweedie") -> torch.Tensor:
     """Euler-Maruyama on SiT's reverse SDE, dx = [u - 1/2 w_t score] dt + sqrt(w_t) dw_bar (SiT, Section 2.3),
-    time running from noise to data; the last step into sigma = 0 returns the mean, SiT's x_0 estimate."""
-    def step(x_t, t, t_next):
-        dt = (t_next - t).to(x_t.dtype)  # negative
+    time running from noise to data. The last step into sigma = 0 is one of SiT's options: "tweedie" returns the
+    x_0 estimate, "mean" the SDE step without its noise, "euler" an ODE step with the velocity alone."""
+    if last_step not in LAST_STEPS:
+        raise ValueError(f"unknown last_step {last_step!r}; choose one of {LAST_STEPS}")
+
+    def drift(x_t, t):  # (u, score, w_t) at (x_t, t)
         velocity, _, noise = velocity_from_denoiser(denoiser, path, x_t, t, cond)
         score = -noise / path.sigma(t).to(x_t.dtype)
-        w = diffusion_coefficient(path, t, diffusion, diffusion_scale).to(x_t.dtype)
+        return velocity, score, diffusion_coefficient(path, t, diffusion, diffusion_scale).to(x_t.dtype)
+
+    def step(x_t, t, t_next):
+        dt = (t_next - t).to(x_t.dtype)  # negative
+        velocity, score, w = drift(x_t, t)
         # backwards in time the drift is u - 1/2 w score and the noise has variance w |dt|
         return x_t + (velocity - 0.5 * w * score) * dt + (w * -dt).sqrt() * _noise_like(x_t, generator)
 
+    def final_step(x_t, t):  # from t to 0, where alpha = 1 and x = x_t
+        velocity, score, w = drift(x_t, t)
+        drift_term = velocity if last_step == "euler" else velocity - 0.5 * w * score
+        return x_t - t.to(x_t.dtype) * drift_term
+
     return integrate_in_time(denoiser, x, sigmas, time_from_sigma=path.time_from_edm_sigma, alpha=path.alpha,
-                             step=step, cond=cond, callback=callback)
+                             step=step, cond=cond, callback=callback,
+                             final_step=None if last_step == "tweedie" else final_step)

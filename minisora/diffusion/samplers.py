@@ -167,15 +167,19 @@ def sample_dpmpp_2m(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *
 
 
 def integrate_in_time(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, time_from_sigma: Callable,
-                      alpha: Callable, step: Callable, cond: Optional[dict], callback: Optional[Callable]) -> torch.Tensor:
+                      alpha: Callable, step: Callable, cond: Optional[dict], callback: Optional[Callable],
+                      final_step: Optional[Callable] = None) -> torch.Tensor:
     """The loop of the samplers that step in another paper's clock t and scale alpha(t) (score SDEs, SiT's paths):
     map x = x_t / alpha_t into x_t, apply step(x_t, t, t_next) between the times of consecutive sigmas, and map
-    back. A step into sigma = 0 (always the last) returns the denoiser's estimate of x_0 (Tweedie's formula)."""
+    back. A step into sigma = 0 (always the last) returns the denoiser's estimate of x_0 (Tweedie's formula), or
+    final_step(x_t, t) where one is given (a path with alpha = 1 at sigma = 0)."""
     check_sampler_inputs(x, sigmas)
     times = time_from_sigma(sigmas[sigmas > 0].to(torch.float64))
     x_t = alpha(times[0]).to(x.dtype) * x
     for i in range(len(sigmas) - 1):
-        if sigmas[i + 1] == 0:
+        if sigmas[i + 1] == 0 and final_step is not None:
+            x = final_step(x_t, times[i])
+        elif sigmas[i + 1] == 0:
             x = _denoise(denoiser, x_t / alpha(times[i]).to(x.dtype), sigmas[i], cond)
         else:
             x_t = step(x_t, times[i], times[i + 1])
