@@ -1,4 +1,5 @@
-"""The command line: `python -m minisora train --preset toy2d|images [--key=value ...]`."""
+"""The command line: `python -m minisora train --preset toy2d|images [--key=value ...]` and
+`python -m minisora data [--key=value ...]` (write a tiny video dataset to disk)."""
 import argparse
 import sys
 
@@ -12,7 +13,16 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model from a preset; override any field as --key=value")
     train.add_argument("--preset", default="toy2d", choices=PRESETS, help="which configuration to start from")
+    commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     arguments, overrides = parser.parse_known_args(argv)
+    if arguments.command == "data":
+        from .data.tiny import TinyDataConfig, write_tiny_dataset
+
+        try:
+            config = apply_overrides(TinyDataConfig(), overrides)
+        except ValueError as error:
+            parser.error(str(error))
+        write_tiny_dataset(config)
     if arguments.command == "train":
         if arguments.preset == "toy2d":
             from .train.toy2d import Toy2DConfig as Config, run_toy2d as run

@@ -48,13 +48,9 @@ def draw_loss_curve(losses: Sequence[float], path, width: int = 640, height: int
 
 def save_image_grid(images: torch.Tensor, columns: int, path, scale: int = 4) -> Image.Image:
     """Images (N, 3, 1, H, W) in [-1, 1] as a grid PNG, `columns` per row, each pixel drawn scale x scale."""
-    count, _, _, height, width = images.shape
-    rows = -(-count // columns)
-    pixels = ((images[:, :, 0].clamp(-1, 1) + 1) * 127.5).round().byte()  # (N, 3, H, W)
-    canvas = torch.zeros(rows * height, columns * width, 3, dtype=torch.uint8)
-    for index in range(count):
-        row, column = divmod(index, columns)
-        canvas[row * height:(row + 1) * height, column * width:(column + 1) * width] = pixels[index].permute(1, 2, 0)
-    image = Image.fromarray(canvas.numpy()).resize((columns * width * scale, rows * height * scale), Image.NEAREST)
+    from .data.video_io import enlarge, tile_videos, to_frames
+
+    grid = enlarge(to_frames(tile_videos(images, columns)), scale)[0]  # (rows * H * scale, columns * W * scale, 3)
+    image = Image.fromarray(grid)
     image.save(path)
     return image

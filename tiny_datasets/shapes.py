@@ -51,26 +51,40 @@ def random_shape(generator: torch.Generator) -> Shape:
     return Shape(choice(SHAPES), choice(list(COLOURS)), size, x, y)
 
 
+def new_canvas(image_size: int):
+    """A blank supersampled canvas for a frame of side `image_size`, and its drawing context."""
+    canvas = Image.new("RGB", (image_size * SUPERSAMPLING,) * 2, BACKGROUND)
+    return canvas, ImageDraw.Draw(canvas)
+
+
+def canvas_to_frame(canvas: Image.Image, image_size: int) -> torch.Tensor:
+    """Downsample a supersampled canvas (box filter: smooth edges) to (3, H, W) floats in [-1, 1]."""
+    image = canvas.resize((image_size, image_size), Image.Resampling.BOX)
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(image_size, image_size, 3)
+    return pixels.permute(2, 0, 1).float() / 127.5 - 1
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, item: Shape, canvas_size: int) -> None:
+    """Draw one shape onto a canvas of side `canvas_size` pixels."""
+    if item.shape not in SHAPES or item.colour not in COLOURS or item.size not in SIZES:
+        raise ValueError(f"unknown shape {item}; shapes {SHAPES}, colours {list(COLOURS)}, sizes {list(SIZES)}")
+    half = SIZES[item.size] * canvas_size / 2
+    cx, cy = item.x * canvas_size, item.y * canvas_size
+    box = [cx - half, cy - half, cx + half, cy + half]
+    if item.shape == "circle":
+        draw.ellipse(box, fill=COLOURS[item.colour])
+    elif item.shape == "square":
+        draw.rectangle(box, fill=COLOURS[item.colour])
+    else:
+        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=COLOURS[item.colour])
+
+
 def render(shapes: Sequence[Shape], image_size: int) -> torch.Tensor:
     """Draw a scene: (3, 1, H, W) floats in [-1, 1], H = W = image_size."""
-    canvas = image_size * SUPERSAMPLING
-    image = Image.new("RGB", (canvas, canvas), BACKGROUND)
-    draw = ImageDraw.Draw(image)
+    canvas, draw = new_canvas(image_size)
     for item in shapes:
-        if item.shape not in SHAPES or item.colour not in COLOURS or item.size not in SIZES:
-            raise ValueError(f"unknown shape {item}; shapes {SHAPES}, colours {list(COLOURS)}, sizes {list(SIZES)}")
-        half = SIZES[item.size] * canvas / 2
-        cx, cy = item.x * canvas, item.y * canvas
-        box = [cx - half, cy - half, cx + half, cy + half]
-        if item.shape == "circle":
-            draw.ellipse(box, fill=COLOURS[item.colour])
-        elif item.shape == "square":
-            draw.rectangle(box, fill=COLOURS[item.colour])
-        else:
-            draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=COLOURS[item.colour])
-    image = image.resize((image_size, image_size), Image.Resampling.BOX)
-    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(image_size, image_size, 3)
-    return (pixels.permute(2, 0, 1).float() / 127.5 - 1).unsqueeze(1)  # (3, 1, H, W)
+        draw_shape(draw, item, canvas.width)
+    return canvas_to_frame(canvas, image_size).unsqueeze(1)  # (3, 1, H, W)
 
 
 class ShapesDataset(torch.utils.data.Dataset):
