@@ -1,11 +1,11 @@
-"""The command line: `python -m minisora train --preset toy2d|images [--key=value ...]` and
+"""The command line: `python -m minisora train --preset toy2d|images|vae [--key=value ...]` and
 `python -m minisora data [--key=value ...]` (write a tiny video dataset to disk)."""
 import argparse
 import sys
 
 from .config import apply_overrides
 
-PRESETS = ("toy2d", "images")
+PRESETS = ("toy2d", "images", "vae")
 
 
 def main(argv=None) -> int:
@@ -16,23 +16,21 @@ def main(argv=None) -> int:
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     arguments, overrides = parser.parse_known_args(argv)
     if arguments.command == "data":
-        from .data.tiny import TinyDataConfig, write_tiny_dataset
-
-        try:
-            config = apply_overrides(TinyDataConfig(), overrides)
-        except ValueError as error:
-            parser.error(str(error))
-        write_tiny_dataset(config)
-    if arguments.command == "train":
-        if arguments.preset == "toy2d":
-            from .train.toy2d import Toy2DConfig as Config, run_toy2d as run
-        else:
-            from .train.images import ImagesConfig as Config, run_images as run
-        try:
-            config = apply_overrides(Config(), overrides)
-        except ValueError as error:
-            parser.error(str(error))
+        from .data.tiny import TinyDataConfig as Config, write_tiny_dataset as run
+    elif arguments.preset == "toy2d":
+        from .train.toy2d import Toy2DConfig as Config, run_toy2d as run
+    elif arguments.preset == "images":
+        from .train.images import ImagesConfig as Config, run_images as run
+    else:
+        from .train.vae import VAEConfig as Config, run_vae as run
+    try:
+        config = apply_overrides(Config(), overrides)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         run(config)
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:  # bad settings: say so, no traceback
+        parser.exit(2, f"error: {error}\n")
     return 0
 
 

@@ -55,3 +55,23 @@ def test_images_preset_runs_end_to_end(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) >= {"trained", "untrained", "classifier_accuracy_on_real", "config"}
     assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_vae_preset_trains_writes_videos_and_resumes(tmp_path):
+    command = [sys.executable, "-m", "minisora", "train", "--preset", "vae", "--steps=4", "--image_size=16",
+               "--num_frames=5", "--channels=8", "--latent_channels=4", "--held_out=4", "--checkpoint_every=2",
+               f"--out_dir={tmp_path}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "held-out PSNR" in result.stdout
+    for name in ("checkpoint.pt", "vae.pt", "reconstructions.gif", "reconstructions.mp4", "reconstructions.png",
+                 "loss.png", "metrics.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["latent_shape"] == [4, 2, 4, 4] and metrics["compression_ratio"] == 48
+    resumed = subprocess.run(command + ["--resume=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["psnr"] == pytest.approx(metrics["psnr"])
+    other = subprocess.run(command + ["--resume=true", "--latent_channels=8"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert other.returncode != 0 and "latent_channels: checkpoint 4, now 8" in other.stderr

@@ -1,0 +1,275 @@
+"""A small causal video VAE: the compression network that turns videos into the latents a video DiT learns on.
+
+Latent diffusion (Rombach et al. 2022) trains the diffusion model on a KL-regularised autoencoder's latents instead
+of pixels; the Sora report describes the same for video ("a network that reduces the dimensionality of visual
+data ... compresses the raw video both temporally and spatially"). Here time is compressed causally, as in
+MAGVIT-v2 (Yu et al. 2024) and W.A.L.T (Gupta et al. 2023): every convolution looks only at the current and earlier
+frames, so the first frame is encoded on its own. A video of 1 + s_t k frames becomes 1 + k latent frames, and an
+image (T = 1) is simply a one-frame video: one VAE serves both.
+
+    encoder: (B, 3, T, H, W) -> mean, log-variance (B, z, 1 + (T - 1) / s_t, H / s, W / s)
+    decoder: (B, z, 1 + k, h, w) -> (B, 3, 1 + s_t k, s h, s w)
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class VideoVAEConfig:
+    in_channels: int = 3  # colour channels of the videos
+    latent_channels: int = 4  # channels of the latent z (Stable Diffusion's image VAE also uses 4)
+    channels: int = 32  # width at full resolution; it doubles at each downsampling, up to 4x
+    spatial_downsample: int = 4  # s: height and width shrink by 4 or 8
+    temporal_downsample: int = 4  # s_t: frames shrink by 1, 2 or 4 (after the first frame, which stays alone)
+    blocks_per_level: int = 1  # residual blocks at each resolution
+    groups: int = 8  # groups of the per-frame group normalisation
+
+
+def check_config(config: VideoVAEConfig) -> None:
+    if config.spatial_downsample not in (2, 4, 8, 16):
+        raise ValueError(f"spatial_downsample must be 2, 4, 8 or 16, got {config.spatial_downsample}")
+    if config.temporal_downsample not in (1, 2, 4, 8) or config.temporal_downsample > config.spatial_downsample:
+        raise ValueError(f"temporal_downsample must be 1, 2, 4 or 8 and at most spatial_downsample "
+                         f"({config.spatial_downsample}), got {config.temporal_downsample}")
+    if config.channels % config.groups:
+        raise ValueError(f"channels {config.channels} must divide into groups {config.groups}")
+
+
+def causal_time_padding(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Prepend `frames` copies of the first frame to a video (B, C, T, H, W): what a causal convolution in time
+    sees before the clip begins (MAGVIT-v2 pads before the clip only; copies make a still image a still video)."""
+    return torch.cat([x[:, :, :1].expand(-1, -1, frames, -1, -1), x], dim=2)  # (B, C, frames + T, H, W)
+
+
+def reparameterize(mean: torch.Tensor, log_variance: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(log sigma^2 / 2): the reparameterisation trick (Kingma & Welling
+    2014, Section 2.4), which lets gradients flow through the sample to mu and sigma."""
+    return mean + torch.exp(0.5 * log_variance) * noise
+
+
+def gaussian_kl(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) element by element, in nats (Kingma & Welling 2014, Appendix B)."""
+    # KL = 1/2 (mu^2 + sigma^2 - 1 - log sigma^2)
+    return 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance)
+
+
+class CausalConv3d(nn.Module):
+    """A 3D convolution that sees only the current and earlier frames: time is padded on the left alone, with
+    copies of the first frame (so a still image looks like a still video), and space on both sides with zeros."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, time_stride: int = 1,
+                 space_stride: int = 1):
+        super().__init__()
+        self.time_padding, self.space_padding = kernel_size - 1, kernel_size // 2
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=(time_stride, space_stride, space_stride),
+                              padding=(0, self.space_padding, self.space_padding))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        return self.conv(causal_time_padding(x, self.time_padding))  # output frame t sees input frames t - k + 1 .. t
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """Group normalisation of each frame on its own: statistics over the whole clip would let a later frame change
+    how an earlier one is normalised, and break causality."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        batch, channels, frames, height, width = x.shape
+        frames_as_batch = x.transpose(1, 2).reshape(batch * frames, channels, height, width)
+        return super().forward(frames_as_batch).reshape(batch, frames, channels, height, width).transpose(1, 2)
+
+
+class ResidualBlock(nn.Module):
+    """norm -> SiLU -> causal conv, twice, plus the input (projected by a 1x1x1 conv when the width changes)."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = FrameGroupNorm(groups, in_channels), CausalConv3d(in_channels, out_channels)
+        self.norm2, self.conv2 = FrameGroupNorm(groups, out_channels), CausalConv3d(out_channels, out_channels)
+        self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """Halve height and width, and time when `in_time` (frames 1 + 2k -> 1 + k), with a strided causal conv that
+    also widens the channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, in_time: bool):
+        super().__init__()
+        self.conv = CausalConv3d(in_channels, out_channels, 3, time_stride=2 if in_time else 1, space_stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double height and width, and time when `in_time` (frames 1 + k -> 1 + 2k: the first latent frame gives one
+    frame, every later one two), by nearest-neighbour repetition, then a causal conv that narrows the channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, in_time: bool):
+        super().__init__()
+        self.in_time = in_time
+        self.conv = CausalConv3d(in_channels, out_channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        if self.in_time:
+            x = x.repeat_interleave(2, dim=2)[:, :, 1:]  # drop the first frame's copy: 2 + 2k -> 1 + 2k
+        return self.conv(x)
+
+
+def level_widths(config: VideoVAEConfig) -> Tuple[int, ...]:
+    """Width at each resolution, full resolution first: doubling per level, capped at 4x."""
+    levels = int(math.log2(config.spatial_downsample))
+    return tuple(config.channels * min(2**level, 4) for level in range(levels + 1))
+
+
+class Encoder(nn.Module):
+    """conv in; at each resolution residual blocks, then a downsampling that widens; a last block; conv out."""
+
+    def __init__(self, config: VideoVAEConfig):
+        super().__init__()
+        widths, time_levels = level_widths(config), int(math.log2(config.temporal_downsample))
+        self.conv_in = CausalConv3d(config.in_channels, widths[0])
+        layers = []
+        for level in range(len(widths) - 1):
+            layers += [ResidualBlock(widths[level], widths[level], config.groups)
+                       for _ in range(config.blocks_per_level)]
+            # time shrinks at the first levels, where it saves the most computation
+            layers.append(Downsample(widths[level], widths[level + 1], in_time=level < time_levels))
+        layers.append(ResidualBlock(widths[-1], widths[-1], config.groups))
+        self.layers = nn.Sequential(*layers)
+        self.norm_out = FrameGroupNorm(config.groups, widths[-1])
+        self.conv_out = CausalConv3d(widths[-1], 2 * config.latent_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W) -> (B, 2 z, t, h, w)
+        return self.conv_out(F.silu(self.norm_out(self.layers(self.conv_in(x)))))
+
+
+class Decoder(nn.Module):
+    """The encoder mirrored: conv in, a block, then at each resolution an upsampling that narrows and blocks."""
+
+    def __init__(self, config: VideoVAEConfig):
+        super().__init__()
+        widths, time_levels = level_widths(config), int(math.log2(config.temporal_downsample))
+        self.conv_in = CausalConv3d(config.latent_channels, widths[-1])
+        layers = [ResidualBlock(widths[-1], widths[-1], config.groups)]
+        for level in reversed(range(len(widths) - 1)):
+            layers.append(Upsample(widths[level + 1], widths[level], in_time=level < time_levels))
+            layers += [ResidualBlock(widths[level], widths[level], config.groups)
+                       for _ in range(config.blocks_per_level)]
+        self.layers = nn.Sequential(*layers)
+        self.norm_out = FrameGroupNorm(config.groups, widths[0])
+        self.conv_out = CausalConv3d(widths[0], config.in_channels)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, z, t, h, w) -> (B, 3, T, H, W)
+        return self.conv_out(F.silu(self.norm_out(self.layers(self.conv_in(z)))))
+
+
+class DiagonalGaussian:
+    """The encoder's posterior q(z | x) = N(mean, diag(exp(log_variance)))."""
+
+    def __init__(self, moments: torch.Tensor):  # (B, 2 z, t, h, w)
+        self.mean, log_variance = moments.chunk(2, dim=1)
+        self.log_variance = log_variance.clamp(-30.0, 20.0)  # exp stays finite in float32
+
+    def sample(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """z ~ q(z | x), reparameterised with eps ~ N(0, I)."""
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return reparameterize(self.mean, self.log_variance, noise)
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || N(0, I)) per latent element (the mean's shape), in nats."""
+        return gaussian_kl(self.mean, self.log_variance)
+
+
+class VideoVAE(nn.Module):
+    """encode: video -> posterior over latents; decode: latents -> video. Frames must number 1 + s_t k."""
+
+    def __init__(self, config: VideoVAEConfig):
+        super().__init__()
+        check_config(config)
+        self.config = config
+        self.encoder, self.decoder = Encoder(config), Decoder(config)
+        # 1 / std of the latents, measured after training (`measure_latent_scale`); saved with the weights
+        self.register_buffer("latent_scale", torch.tensor(1.0))
+
+    def check_video(self, video: torch.Tensor) -> None:
+        config = self.config
+        if video.dim() != 5 or video.shape[1] != config.in_channels:
+            raise ValueError(f"expected videos (B, {config.in_channels}, T, H, W), got shape {tuple(video.shape)}; "
+                             f"an image is a one-frame video: add the T axis with x.unsqueeze(2)")
+        frames, height, width = video.shape[2:]
+        if (frames - 1) % config.temporal_downsample:
+            good = 1 + config.temporal_downsample * max(1, round((frames - 1) / config.temporal_downsample))
+            raise ValueError(f"{frames} frames cannot be compressed {config.temporal_downsample}x in time after the "
+                             f"first frame; use 1 + {config.temporal_downsample}k frames, e.g. {good}")
+        if height % config.spatial_downsample or width % config.spatial_downsample:
+            raise ValueError(f"height and width ({height}x{width}) must be multiples of spatial_downsample "
+                             f"{config.spatial_downsample}; crop or resize to e.g. "
+                             f"{height // config.spatial_downsample * config.spatial_downsample or config.spatial_downsample}")
+
+    def latent_shape(self, frames: int, height: int, width: int) -> Tuple[int, int, int, int]:
+        """(z, t, h, w) of the latents of a (3, frames, height, width) video."""
+        config = self.config
+        return (config.latent_channels, 1 + (frames - 1) // config.temporal_downsample,
+                height // config.spatial_downsample, width // config.spatial_downsample)
+
+    def encode(self, video: torch.Tensor) -> DiagonalGaussian:
+        self.check_video(video)
+        return DiagonalGaussian(self.encoder(video))
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latents)
+
+    def forward(self, video: torch.Tensor, generator: Optional[torch.Generator] = None):
+        """(reconstruction from a sampled z, posterior)."""
+        posterior = self.encode(video)
+        return self.decode(posterior.sample(generator)), posterior
+
+    def to_latents(self, video: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The latents a diffusion model learns on: z ~ q(z | x) (its mean without a generator), times the scale."""
+        posterior = self.encode(video)
+        latents = posterior.mean if generator is None else posterior.sample(generator)
+        return latents * self.latent_scale
+
+    def from_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Decode scaled latents (as `to_latents` gives and a diffusion model samples) back to a video."""
+        return self.decode(latents / self.latent_scale)
+
+
+def compression_ratio(config: VideoVAEConfig) -> float:
+    """How many pixel values (3 per pixel) each latent value stands for, for long clips: 3 s^2 s_t / z."""
+    return config.in_channels * config.spatial_downsample**2 * config.temporal_downsample / config.latent_channels
+
+
+def vae_loss(vae: VideoVAE, video: torch.Tensor, kl_weight: float, reconstruction: str = "l1",
+             generator: Optional[torch.Generator] = None):
+    """The negative ELBO in per-pixel form (Kingma & Welling 2014; Rombach et al. 2022, Appendix G):
+    L = mean |x - D(z)|  (or squared)  +  kl_weight * sum KL(q(z|x) || N(0, I)) / number of pixel values.
+    Returns (loss, {"reconstruction", "kl"}) with both terms as logged numbers."""
+    if reconstruction not in ("l1", "l2"):
+        raise ValueError(f"reconstruction must be 'l1' or 'l2', got {reconstruction!r}")
+    decoded, posterior = vae(video, generator)
+    error = decoded - video
+    reconstruction_loss = error.abs().mean() if reconstruction == "l1" else error.pow(2).mean()
+    kl_per_value = posterior.kl().sum() / video.numel()
+    loss = reconstruction_loss + kl_weight * kl_per_value
+    return loss, {"reconstruction": reconstruction_loss.item(), "kl": kl_per_value.item()}
+
+
+@torch.no_grad()
+def measure_latent_scale(vae: VideoVAE, videos: torch.Tensor, batch_size: int = 16) -> float:
+    """1 / std of the latents (posterior means) over `videos`, so that scaled latents have unit variance, the
+    scale the diffusion model's noise levels assume (Rombach et al. 2022 measure Stable Diffusion's 0.18215 so)."""
+    means = torch.cat([vae.encode(videos[start:start + batch_size]).mean
+                       for start in range(0, len(videos), batch_size)])
+    return 1.0 / means.std().item()
