@@ -8,15 +8,17 @@ from minisora.models.vae import (DiagonalGaussian, VideoVAE, VideoVAEConfig, com
 from minisora.train.vae import VAEConfig, evaluate_vae, held_out_clips, load_vae, save_vae, train_vae
 
 
-def small_vae(spatial=4, temporal=4, latent_channels=4, seed=0) -> VideoVAE:
+def small_vae(spatial=4, temporal=4, latent_channels=4, seed=0, patch=1, shortcuts=False) -> VideoVAE:
     torch.manual_seed(seed)
     return VideoVAE(VideoVAEConfig(latent_channels=latent_channels, channels=8, spatial_downsample=spatial,
-                                   temporal_downsample=temporal)).eval()
+                                   temporal_downsample=temporal, patch_size=patch, shortcuts=shortcuts)).eval()
 
 
-@pytest.mark.parametrize("spatial, temporal", [(4, 4), (8, 4), (4, 2), (8, 8), (2, 1)])
-def test_latent_and_reconstruction_shapes(spatial, temporal):
-    vae = small_vae(spatial, temporal)
+@pytest.mark.parametrize("shortcuts", [False, True])
+@pytest.mark.parametrize("spatial, temporal, patch", [(4, 4, 1), (8, 4, 1), (4, 2, 1), (8, 8, 1), (2, 1, 1),
+                                                     (4, 4, 2), (8, 4, 4), (2, 4, 2)])
+def test_latent_and_reconstruction_shapes(spatial, temporal, patch, shortcuts):
+    vae = small_vae(spatial, temporal, patch=patch, shortcuts=shortcuts)
     frames = 1 + 2 * temporal
     video = torch.rand(2, 3, frames, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -34,10 +36,11 @@ def changed_frames(before: torch.Tensor, after: torch.Tensor) -> list:
     return [t for t in range(before.shape[2]) if not torch.allclose(before[:, :, t], after[:, :, t], atol=1e-6)]
 
 
-@pytest.mark.parametrize("temporal", [4, 2])
-def test_the_encoder_is_causal(temporal):
+@pytest.mark.parametrize("temporal, patch, shortcuts", [(4, 1, False), (2, 1, False), (4, 2, False), (4, 1, True),
+                                                      (4, 2, True)])
+def test_the_encoder_is_causal(temporal, patch, shortcuts):
     """Changing frame k changes latent frames ceil(k / s_t) and later, never an earlier one."""
-    vae = small_vae(temporal=temporal)
+    vae = small_vae(temporal=temporal, patch=patch, shortcuts=shortcuts)
     video = torch.rand(1, 3, 1 + 4 * temporal, 16, 16) * 2 - 1
     with torch.no_grad():
         latents = vae.encode(video).mean
@@ -48,9 +51,10 @@ def test_the_encoder_is_causal(temporal):
             assert changed_frames(latents, vae.encode(edited).mean) == list(range(first_affected, latents.shape[2]))
 
 
-def test_the_decoder_is_causal():
+@pytest.mark.parametrize("patch, shortcuts", [(1, False), (2, False), (1, True)])
+def test_the_decoder_is_causal(patch, shortcuts):
     """Changing latent frame j (which stands for frames 4j-3 .. 4j) changes frames 4j-3 and later only."""
-    vae = small_vae()
+    vae = small_vae(patch=patch, shortcuts=shortcuts)
     latents = torch.randn(1, 4, 5, 4, 4)
     with torch.no_grad():
         video = vae.decode(latents)
@@ -135,9 +139,28 @@ def test_bad_videos_are_clear_errors(shape, message):
         small_vae().encode(torch.zeros(shape))
 
 
+def test_space_to_depth_folds_blocks_into_channels_and_back():
+    video = torch.randn(2, 3, 5, 8, 12)
+    folded = vae_module.space_to_depth(video, 2)
+    assert folded.shape == (2, 12, 5, 4, 6)
+    # channel c * 4 + 2 i + j of position (h, w) is pixel (2 h + i, 2 w + j) of channel c
+    assert torch.equal(folded[:, 1 * 4 + 2 * 1 + 0, :, 3, 5], video[:, 1, :, 7, 10])
+    assert torch.equal(vae_module.depth_to_space(folded, 2), video)
+
+
+def test_time_folding_is_causal_and_invertible():
+    video = torch.randn(2, 3, 9, 4, 4)
+    folded = vae_module.time_to_depth(video)  # (2, 6, 5, 4, 4): frame 0 with itself, then (1, 2), (3, 4), ...
+    assert folded.shape == (2, 6, 5, 4, 4)
+    first, second = folded[:, 0::2], folded[:, 1::2]  # channel 2c + i holds channel c of the pair's frame i
+    assert torch.equal(first[:, :, 0], video[:, :, 0]) and torch.equal(second[:, :, 0], video[:, :, 0])
+    assert torch.equal(first[:, :, 2], video[:, :, 3]) and torch.equal(second[:, :, 2], video[:, :, 4])
+    assert torch.equal(vae_module.depth_to_time(folded), video)
+
+
 def test_bad_configs_are_clear_errors():
     with pytest.raises(ValueError, match="temporal_downsample must be"):
-        VideoVAE(VideoVAEConfig(spatial_downsample=4, temporal_downsample=8))
+        VideoVAE(VideoVAEConfig(spatial_downsample=4, temporal_downsample=3))
     with pytest.raises(ValueError, match="spatial_downsample must be"):
         VideoVAE(VideoVAEConfig(spatial_downsample=3))
 

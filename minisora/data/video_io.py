@@ -33,7 +33,7 @@ def to_frames(video: torch.Tensor) -> np.ndarray:
 
 def from_frames(frames: Union[np.ndarray, Sequence[np.ndarray]]) -> torch.Tensor:
     """Frames of bytes (T, H, W, 3) as a video (3, T, H, W) in [-1, 1]."""
-    pixels = torch.from_numpy(np.ascontiguousarray(np.stack(list(frames)) if not isinstance(frames, np.ndarray) else frames))
+    pixels = torch.from_numpy(np.ascontiguousarray(np.stack(list(frames))))  # (T, H, W, 3)
     return pixels.permute(3, 0, 1, 2).float() / 127.5 - 1
 
 

@@ -25,17 +25,20 @@ class VideoVAEConfig:
     latent_channels: int = 4  # channels of the latent z (Stable Diffusion's image VAE also uses 4)
     channels: int = 32  # width at full resolution; it doubles at each downsampling, up to 4x
     spatial_downsample: int = 4  # s: height and width shrink by 4 or 8
+    patch_size: int = 1  # p: pixels first folded p x p into channels (space-to-depth); convolutions do the rest
     temporal_downsample: int = 4  # s_t: frames shrink by 1, 2 or 4 (after the first frame, which stays alone)
     blocks_per_level: int = 1  # residual blocks at each resolution
     groups: int = 8  # groups of the per-frame group normalisation
+    shortcuts: bool = False  # DC-AE's parameter-free space/time-to-channel shortcuts around each down/upsampling
 
 
 def check_config(config: VideoVAEConfig) -> None:
     if config.spatial_downsample not in (2, 4, 8, 16):
         raise ValueError(f"spatial_downsample must be 2, 4, 8 or 16, got {config.spatial_downsample}")
-    if config.temporal_downsample not in (1, 2, 4, 8) or config.temporal_downsample > config.spatial_downsample:
-        raise ValueError(f"temporal_downsample must be 1, 2, 4 or 8 and at most spatial_downsample "
-                         f"({config.spatial_downsample}), got {config.temporal_downsample}")
+    if config.temporal_downsample not in (1, 2, 4, 8):
+        raise ValueError(f"temporal_downsample must be 1, 2, 4 or 8, got {config.temporal_downsample}")
+    if config.patch_size not in (1, 2, 4) or config.patch_size > config.spatial_downsample:
+        raise ValueError(f"patch_size must be 1, 2 or 4 and at most spatial_downsample, got {config.patch_size}")
     if config.channels % config.groups:
         raise ValueError(f"channels {config.channels} must divide into groups {config.groups}")
 
@@ -99,37 +102,97 @@ class ResidualBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve height and width, and time when `in_time` (frames 1 + 2k -> 1 + k), with a strided causal conv that
-    also widens the channels."""
+    """Halve height and width when `in_space`, and time when `in_time` (frames 1 + 2k -> 1 + k), with a strided
+    causal conv that also widens the channels. With `shortcut`, DC-AE's residual autoencoding (Chen et al. 2025)
+    adds a parameter-free path: the pixels folded into channels, averaged down to the output width."""
 
-    def __init__(self, in_channels: int, out_channels: int, in_time: bool):
+    def __init__(self, in_channels: int, out_channels: int, in_time: bool, in_space: bool = True,
+                 shortcut: bool = False):
         super().__init__()
-        self.conv = CausalConv3d(in_channels, out_channels, 3, time_stride=2 if in_time else 1, space_stride=2)
+        self.in_time, self.in_space, self.shortcut, self.out_channels = in_time, in_space, shortcut, out_channels
+        self.conv = CausalConv3d(in_channels, out_channels, 3, time_stride=2 if in_time else 1,
+                                 space_stride=2 if in_space else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        if not self.shortcut:
+            return self.conv(x)
+        folded = time_to_depth(x) if self.in_time else x
+        folded = space_to_depth(folded, 2 if self.in_space else 1)  # (B, C', t, h, w), C' = C * 4 and/or * 2
+        batch, channels, frames, height, width = folded.shape
+        averaged = folded.reshape(batch, self.out_channels, channels // self.out_channels, frames, height, width)
+        return self.conv(x) + averaged.mean(dim=2)
 
 
 class Upsample(nn.Module):
-    """Double height and width, and time when `in_time` (frames 1 + k -> 1 + 2k: the first latent frame gives one
-    frame, every later one two), by nearest-neighbour repetition, then a causal conv that narrows the channels."""
+    """Double height and width when `in_space`, and time when `in_time` (frames 1 + k -> 1 + 2k: the first latent
+    frame gives one frame, every later one two), by nearest-neighbour repetition, then a causal conv that narrows
+    the channels. With `shortcut`, the parameter-free inverse of Downsample's: channels repeated, then unfolded
+    into pixels and frames."""
 
-    def __init__(self, in_channels: int, out_channels: int, in_time: bool):
+    def __init__(self, in_channels: int, out_channels: int, in_time: bool, in_space: bool = True,
+                 shortcut: bool = False):
         super().__init__()
-        self.in_time = in_time
+        self.in_time, self.in_space, self.shortcut, self.out_channels = in_time, in_space, shortcut, out_channels
         self.conv = CausalConv3d(in_channels, out_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        h = x
+        if self.in_space:
+            h = h.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
         if self.in_time:
-            x = x.repeat_interleave(2, dim=2)[:, :, 1:]  # drop the first frame's copy: 2 + 2k -> 1 + 2k
-        return self.conv(x)
+            h = h.repeat_interleave(2, dim=2)[:, :, 1:]  # drop the first frame's copy: 2 + 2k -> 1 + 2k
+        h = self.conv(h)
+        if not self.shortcut:
+            return h
+        needed = self.out_channels * (4 if self.in_space else 1) * (2 if self.in_time else 1)
+        unfolded = depth_to_space(x.repeat_interleave(needed // x.shape[1], dim=1), 2 if self.in_space else 1)
+        return h + (depth_to_time(unfolded) if self.in_time else unfolded)
 
 
-def level_widths(config: VideoVAEConfig) -> Tuple[int, ...]:
-    """Width at each resolution, full resolution first: doubling per level, capped at 4x."""
-    levels = int(math.log2(config.spatial_downsample))
-    return tuple(config.channels * min(2**level, 4) for level in range(levels + 1))
+def time_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1 + 2k, H, W) -> (B, 2C, 1 + k, H, W) causally: the first frame is paired with a copy of itself,
+    then frames (1, 2), (3, 4), ... are folded into channels."""
+    x = causal_time_padding(x, 1)  # (B, C, 2 + 2k, H, W)
+    batch, channels, frames, height, width = x.shape
+    x = x.reshape(batch, channels, frames // 2, 2, height, width)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(batch, channels * 2, frames // 2, height, width)
+
+
+def depth_to_time(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2C, 1 + k, H, W) -> (B, C, 1 + 2k, H, W): each frame's channels unfold into two frames, and the first
+    frame's first copy is dropped (the inverse of time_to_depth)."""
+    batch, channels, frames, height, width = x.shape
+    x = x.reshape(batch, channels // 2, 2, frames, height, width).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(batch, channels // 2, frames * 2, height, width)[:, :, 1:]
+
+
+def space_to_depth(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C p^2, T, H / p, W / p): each p x p block of pixels becomes channels of one position."""
+    if patch == 1:
+        return x
+    batch, channels, frames, height, width = x.shape
+    x = x.reshape(batch, channels, frames, height // patch, patch, width // patch, patch)
+    return x.permute(0, 1, 4, 6, 2, 3, 5).reshape(batch, channels * patch * patch, frames, height // patch,
+                                                   width // patch)
+
+
+def depth_to_space(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The inverse of space_to_depth: (B, C p^2, T, h, w) -> (B, C, T, h p, w p)."""
+    if patch == 1:
+        return x
+    batch, channels, frames, height, width = x.shape
+    x = x.reshape(batch, channels // (patch * patch), patch, patch, frames, height, width)
+    return x.permute(0, 1, 4, 5, 2, 6, 3).reshape(batch, channels // (patch * patch), frames, height * patch,
+                                                   width * patch)
+
+
+def level_plan(config: VideoVAEConfig) -> Tuple[Tuple[int, ...], int, int]:
+    """(width at each level, full resolution first, doubling per level up to 4x; how many levels halve space; how
+    many halve time). Time is halved at the first levels, where that saves the most computation."""
+    space_levels = int(math.log2(config.spatial_downsample // config.patch_size))
+    time_levels = int(math.log2(config.temporal_downsample))
+    levels = max(space_levels, time_levels)
+    return tuple(config.channels * min(2**level, 4) for level in range(levels + 1)), space_levels, time_levels
 
 
 class Encoder(nn.Module):
@@ -137,20 +200,22 @@ class Encoder(nn.Module):
 
     def __init__(self, config: VideoVAEConfig):
         super().__init__()
-        widths, time_levels = level_widths(config), int(math.log2(config.temporal_downsample))
-        self.conv_in = CausalConv3d(config.in_channels, widths[0])
+        widths, space_levels, time_levels = level_plan(config)
+        self.patch_size = config.patch_size
+        self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, widths[0])
         layers = []
         for level in range(len(widths) - 1):
             layers += [ResidualBlock(widths[level], widths[level], config.groups)
                        for _ in range(config.blocks_per_level)]
-            # time shrinks at the first levels, where it saves the most computation
-            layers.append(Downsample(widths[level], widths[level + 1], in_time=level < time_levels))
+            layers.append(Downsample(widths[level], widths[level + 1], in_time=level < time_levels,
+                                     in_space=level < space_levels, shortcut=config.shortcuts))
         layers.append(ResidualBlock(widths[-1], widths[-1], config.groups))
         self.layers = nn.Sequential(*layers)
         self.norm_out = FrameGroupNorm(config.groups, widths[-1])
         self.conv_out = CausalConv3d(widths[-1], 2 * config.latent_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, T, H, W) -> (B, 2 z, t, h, w)
+        x = space_to_depth(x, self.patch_size)  # (B, 3 p^2, T, H / p, W / p)
         return self.conv_out(F.silu(self.norm_out(self.layers(self.conv_in(x)))))
 
 
@@ -159,19 +224,22 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VideoVAEConfig):
         super().__init__()
-        widths, time_levels = level_widths(config), int(math.log2(config.temporal_downsample))
+        widths, space_levels, time_levels = level_plan(config)
         self.conv_in = CausalConv3d(config.latent_channels, widths[-1])
         layers = [ResidualBlock(widths[-1], widths[-1], config.groups)]
         for level in reversed(range(len(widths) - 1)):
-            layers.append(Upsample(widths[level + 1], widths[level], in_time=level < time_levels))
+            layers.append(Upsample(widths[level + 1], widths[level], in_time=level < time_levels,
+                                   in_space=level < space_levels, shortcut=config.shortcuts))
             layers += [ResidualBlock(widths[level], widths[level], config.groups)
                        for _ in range(config.blocks_per_level)]
         self.layers = nn.Sequential(*layers)
         self.norm_out = FrameGroupNorm(config.groups, widths[0])
-        self.conv_out = CausalConv3d(widths[0], config.in_channels)
+        self.patch_size = config.patch_size
+        self.conv_out = CausalConv3d(widths[0], config.in_channels * config.patch_size**2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, z, t, h, w) -> (B, 3, T, H, W)
-        return self.conv_out(F.silu(self.norm_out(self.layers(self.conv_in(z)))))
+        x = self.conv_out(F.silu(self.norm_out(self.layers(self.conv_in(z)))))  # (B, 3 p^2, T, H / p, W / p)
+        return depth_to_space(x, self.patch_size)
 
 
 class DiagonalGaussian:

@@ -8,7 +8,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -28,11 +28,13 @@ class VAEConfig:
     channels: int = 16  # width at full resolution (doubles per level, up to 4x)
     latent_channels: int = 8  # channels of the latent
     spatial_downsample: int = 4  # 4 or 8
+    patch_size: int = 1  # pixels folded p x p into channels before the first convolution (cheaper full resolution)
     temporal_downsample: int = 4  # 1, 2 or 4
     blocks_per_level: int = 1  # residual blocks per resolution
-    reconstruction: str = "l1"  # "l1" or "l2" reconstruction error
+    shortcuts: bool = False  # DC-AE's parameter-free shortcuts around each down/upsampling
+    reconstruction: str = "l2"  # "l2" (optimises PSNR directly) or "l1" reconstruction error
     kl_weight: float = 1e-6  # weight of the KL per pixel value (Stable Diffusion's VAE: 1e-6)
-    steps: int = 1500  # optimizer steps
+    steps: int = 1250  # optimizer steps (about 10 minutes on 2 CPU cores: ~26 dB held-out PSNR, benchmarks/RESULTS.md)
     batch_size: int = 8  # clips per step
     learning_rate: float = 2e-3  # AdamW's peak
     ema_decay: float = 0.99  # EMA of weights, used for evaluation and saved as the model
@@ -46,7 +48,8 @@ class VAEConfig:
 def model_config(config: VAEConfig) -> VideoVAEConfig:
     return VideoVAEConfig(latent_channels=config.latent_channels, channels=config.channels,
                           spatial_downsample=config.spatial_downsample, temporal_downsample=config.temporal_downsample,
-                          blocks_per_level=config.blocks_per_level)
+                          patch_size=config.patch_size, blocks_per_level=config.blocks_per_level,
+                          shortcuts=config.shortcuts)
 
 
 def held_out_clips(config: VAEConfig) -> torch.Tensor:
@@ -82,8 +85,10 @@ def write_reconstructions(vae: VideoVAE, videos: torch.Tensor, out: Path, count:
     write_frame_grid(out / "reconstructions.png", torch.stack([originals[:3], reconstructions[:3]], 1).flatten(0, 1))
 
 
-def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch.Tensor] = None):
-    """Train; returns (the EMA VAE with its measured latent scale, per-step losses)."""
+def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch.Tensor] = None,
+              on_save: Optional[Callable[[int, VideoVAE], None]] = None):
+    """Train; returns (the EMA VAE with its measured latent scale, per-step losses). At each checkpoint
+    `on_save(step, ema VAE)` runs; by default it writes reconstruction videos when `progress` is on."""
     torch.manual_seed(config.seed)
     vae = VideoVAE(model_config(config))
     if held_out is None:
@@ -98,12 +103,12 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
 
     out = Path(config.out_dir)
 
-    def on_save(step, ema):
+    def write_videos(step, ema):
         if progress:
             write_reconstructions(ema, held_out, out)
 
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
-                                  may_differ=("resume", "checkpoint_every", "out_dir"), on_save=on_save)
+                                  may_differ=("resume", "checkpoint_every", "out_dir"), on_save=on_save or write_videos)
     ema, losses = train_loop(vae, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                              f"train the video VAE on {config.dataset}", progress, checkpointing)
     ema.latent_scale.fill_(measure_latent_scale(ema, held_out))
