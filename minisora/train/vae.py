@@ -15,6 +15,7 @@ import torch
 from tiny_datasets.videos import video_dataset
 from ..data.video_io import psnr, tile_videos, write_frame_grid, write_gif, write_video
 from ..models.vae import VideoVAE, VideoVAEConfig, compression_ratio, measure_latent_scale, vae_loss
+from .checkpoint import save_checkpoint
 from .loop import Checkpointing, train_loop
 
 TRAINING_CLIPS = 10**7  # clips are rendered on the fly by index, so the training set is practically endless
@@ -117,8 +118,6 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
 
 def save_vae(vae: VideoVAE, path) -> Path:
     """The trained model alone (config, weights, latent scale), for encoding and decoding elsewhere."""
-    from .checkpoint import save_checkpoint
-
     return save_checkpoint(path, {"config": asdict(vae.config), "model": vae.state_dict()})
 
 
