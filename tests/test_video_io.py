@@ -54,6 +54,7 @@ def test_probe_reads_the_header_and_indices_pick_frames(tmp_path):
     everything = read_video(path)
     assert torch.equal(read_video(path, [1, 5, 9]), everything[:, [1, 5, 9]])
     assert torch.equal(read_video(path, [3, 3, 0]), everything[:, [3, 3, 0]])  # in the order asked, repeats kept
+    assert torch.equal(read_video(path, iter([2, 7])), everything[:, [2, 7]])  # an iterator is read once
     with pytest.raises(VideoReadError, match="only 12 frames"):
         read_video(path, [0, 12])
 

@@ -94,7 +94,11 @@ def read_video(path: PathLike, indices: Optional[Iterable[int]] = None) -> torch
     """Decode a video (3, T, H, W) in [-1, 1]: every frame, or only the frames at `indices` (in order, stopping
     once the last is decoded). A file that cannot be decoded, or has fewer frames than asked for, raises
     VideoReadError."""
-    wanted = None if indices is None else sorted(set(int(index) for index in indices))
+    order = None if indices is None else [int(index) for index in indices]  # read once: `indices` may be an iterator
+    if order is not None and not order:
+        raise ValueError(f"{path}: asked for no frames; give at least one index, or None for every frame")
+    wanted = None if order is None else set(order)
+    last = None if order is None else max(order)
     frames, decoded = {}, 0
     try:
         with av.open(str(path)) as container:
@@ -104,16 +108,15 @@ def read_video(path: PathLike, indices: Optional[Iterable[int]] = None) -> torch
                 decoded = number + 1
                 if wanted is None or number in wanted:
                     frames[number] = frame.to_ndarray(format="rgb24")
-                if wanted is not None and number >= wanted[-1]:
+                if last is not None and number >= last:
                     break
     except av.error.FFmpegError as error:
         raise VideoReadError(f"{path}: decoding failed after {len(frames)} frames ({error})") from None
     if not frames:
         raise VideoReadError(f"{path}: no frames could be decoded")
     if wanted is not None and len(frames) < len(wanted):
-        raise VideoReadError(f"{path}: asked for frame {wanted[-1]} but the video has only {decoded} frames")
-    order = wanted if wanted is not None else sorted(frames)
-    return from_frames([frames[number] for number in (indices if indices is not None else order)])
+        raise VideoReadError(f"{path}: asked for frame {last} but the video has only {decoded} frames")
+    return from_frames([frames[number] for number in (order if order is not None else sorted(frames))])
 
 
 def tile_videos(videos: torch.Tensor, columns: int, gap: int = 0) -> torch.Tensor:
