@@ -1,6 +1,13 @@
 """Shared fixtures, and the --impl switch that points the exercise checks at the learner's stubs."""
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    # Triton compiles for GPUs only; without one its interpreter runs the kernels on CPU tensors. It reads this when
+    # a kernel is defined, so it is set here, before any test module imports minisora.kernels.triton_attention.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from tiny_datasets.toy2d import skewed_mixture
 
@@ -8,8 +15,6 @@ from tiny_datasets.toy2d import skewed_mixture
 def pytest_configure(config):
     """Under pytest-xdist each worker gets one thread: two workers with two threads each on two cores oversubscribe
     them, and torch's spinning threads then run many times slower."""
-    import os
-
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
         os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the notebook kernels this worker starts

@@ -2,8 +2,9 @@
 
 A backend is a function `(q, k, v, key_padding_mask) -> out` on (B, heads, N, head_dim) tensors:
   "math"  the formula written out: it materialises the N x N attention matrix (the teaching version);
-  "sdpa"  torch.nn.functional.scaled_dot_product_attention (fused kernels where PyTorch has them).
-The hand-written fused kernel registers itself as "flash" with `register_attention_backend`.
+  "sdpa"  torch.nn.functional.scaled_dot_product_attention (fused kernels where PyTorch has them);
+  "flash" the hand-written FlashAttention of `minisora.kernels` (the Triton kernel on a GPU, tiled PyTorch elsewhere).
+Other functions can be added with `register_attention_backend`.
 `key_padding_mask` (B, N_keys) is True for the keys to attend to (False marks padding).
 """
 from typing import Callable, Dict, Optional
@@ -11,6 +12,8 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..kernels import flash_attention
 
 
 def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -31,7 +34,7 @@ def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-ATTENTION_BACKENDS: Dict[str, Callable] = {"math": attention_math, "sdpa": attention_sdpa}
+ATTENTION_BACKENDS: Dict[str, Callable] = {"math": attention_math, "sdpa": attention_sdpa, "flash": flash_attention}
 
 
 def register_attention_backend(name: str, function: Callable) -> None:

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .attention import Attention
 from .embeddings import LabelEmbedding, TimestepEmbedding, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
-from .transformer import MLP, check_denoiser_inputs
+from .transformer import MLP, check_denoiser_inputs, run_block
 
 CONDITIONINGS = ("adaln_zero", "adaln", "cross_attention", "in_context")
 
@@ -39,7 +39,8 @@ class DiTConfig:
     class_dropout: float = 0.1  # probability of dropping the label in training (for classifier-free guidance)
     learn_sigma: bool = True  # output 2 x in_channels: the noise (or x0) and the per-pixel variance of Nichol & Dhariwal
     conditioning: str = "adaln_zero"  # one of CONDITIONINGS (Section 3.2 of the paper)
-    attention_backend: str = "sdpa"  # "math", "sdpa" (or "flash" once registered)
+    attention_backend: str = "sdpa"  # "math", "sdpa" or "flash" (minisora.kernels: no N x N matrix kept)
+    checkpoint_activations: bool = False  # recompute each block in the backward pass instead of storing its activations
     noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
 
     @property
@@ -173,7 +174,8 @@ class DiT(nn.Module):
         if kind == "in_context":
             tokens = torch.cat([conditions, tokens], dim=1)
         for block in self.blocks:
-            tokens = block(tokens, conditions if kind == "cross_attention" else c)
+            tokens = run_block(block, self.config.checkpoint_activations, tokens,
+                               conditions if kind == "cross_attention" else c)
         if kind == "in_context":
             tokens = tokens[:, conditions.shape[1]:]
         return unpatchify(self.final(tokens, c), self.patch, self.grid)  # (B, out_channels, T, H, W)

@@ -3,6 +3,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention
 
@@ -27,6 +28,15 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+def run_block(block: nn.Module, checkpointed: bool, *inputs: torch.Tensor) -> torch.Tensor:
+    """block(*inputs); with `checkpointed` (activation checkpointing, Chen et al. 2016) only the inputs are kept for
+    the backward pass, which runs the block's forward again to rebuild what it needs: one block's activations in
+    memory at a time instead of every block's, for about a third more compute."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(block, *inputs, use_reentrant=False)
+    return block(*inputs)
 
 
 def check_denoiser_inputs(model: str, config, x: torch.Tensor, label: Optional[torch.Tensor]) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from .embeddings import LabelEmbedding, TimestepEmbedding
 from .patches import check_patchable, patchify, unpatchify
-from .transformer import TransformerBlock, check_denoiser_inputs
+from .transformer import TransformerBlock, check_denoiser_inputs, run_block
 
 
 @dataclass
@@ -30,7 +30,8 @@ class UViTConfig:
     mlp_ratio: float = 4.0  # MLP width / D
     num_classes: int = 0  # 0 for unconditional; else labels 0..num_classes-1 and a null label num_classes
     final_conv: bool = True  # the 3x3 convolution after unpatchify (Bao et al., Section 3.1)
-    attention_backend: str = "sdpa"  # "math", "sdpa" (or "flash" once registered)
+    attention_backend: str = "sdpa"  # "math", "sdpa" or "flash" (minisora.kernels: no N x N matrix kept)
+    checkpoint_activations: bool = False  # recompute each block in the backward pass instead of storing its activations
     noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
 
 
@@ -71,13 +72,13 @@ class UViT(nn.Module):
             tokens.append(self.label_embedding(label)[:, None])
         tokens.append(self.patch_embedding(patchify(x, self.patch)))  # (B, N, D)
         h = torch.cat(tokens, dim=1) + self.position  # (B, extra + N, D)
-        skips = []
+        skips, checkpointed = [], self.config.checkpoint_activations
         for block in self.in_blocks:
-            h = block(h)
+            h = run_block(block, checkpointed, h)
             skips.append(h)
-        h = self.mid_block(h)
+        h = run_block(self.mid_block, checkpointed, h)
         for block, projection in zip(self.out_blocks, self.skip_projections):
             # the long skip: the deep block sees its mirror shallow block's output
-            h = block(projection(torch.cat([h, skips.pop()], dim=-1)))
+            h = run_block(block, checkpointed, projection(torch.cat([h, skips.pop()], dim=-1)))
         patches = self.output(self.norm(h))[:, self.extra_tokens:]  # drop the noise and class tokens
         return self.final_conv(unpatchify(patches, self.patch, self.grid))

@@ -1,0 +1,246 @@
+"""The fused attention kernel in Triton: FlashAttention-2's forward and backward passes (Dao 2023, Algorithms 1 and
+2), with Q K^T, the online softmax and P V in one kernel, so the N x N scores never leave the GPU's on-chip memory.
+
+It is `tiled.py` again, with each Python loop over query tiles turned into a grid of programs: one program owns
+one tile of BLOCK_Q queries of one (batch, head) and walks the keys BLOCK_K at a time. Inputs may be float32,
+float16 or bfloat16; the dots accumulate in float32 and the softmax statistics are float32. Any length works (the
+tails of the last tiles are masked), head sizes up to 256, and an optional key-padding mask for packed sequences
+of different lengths.
+
+Triton compiles for GPUs only. With TRITON_INTERPRET=1 set before triton is imported, the same kernels run on CPU
+tensors in Triton's interpreter (slowly; its float16 and float32 dots are right, its bfloat16 dots are not), which
+is how the test suite checks them on a machine without a GPU.
+"""
+from functools import partial
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from .tiled import RecomputingAttention, check_attention_inputs
+
+
+@triton.jit
+def _tile_scores(q, k_tile, key_ok, scale, PRECISION: tl.constexpr):
+    """S = Q K^T / sqrt(d) for one tile in float32, -inf where the key is padding or past the end."""
+    scores = tl.dot(q, tl.trans(k_tile), input_precision=PRECISION) * scale
+    return tl.where(key_ok[None, :], scores, float("-inf"))
+
+
+@triton.jit
+def _key_ok(Mask, batch, stride_mask_b, keys, n_keys, HAS_MASK: tl.constexpr):
+    """Which keys of this tile exist and are attended to: (BLOCK_K,) booleans."""
+    key_ok = keys < n_keys
+    if HAS_MASK:
+        key_ok = key_ok & (tl.load(Mask + batch * stride_mask_b + keys, mask=key_ok, other=0) != 0)
+    return key_ok
+
+
+@triton.jit
+def _tile(Base, batch, head, stride_b, stride_h, stride_n, rows, n_rows, dims, head_dim):
+    """Pointers to rows `rows` of one (batch, head)'s (N, d) matrix, and which of them exist (the tails of the last
+    tile and of the head dimension do not): two (len(rows), BLOCK_D) blocks."""
+    pointers = Base + batch * stride_b + head * stride_h + rows[:, None] * stride_n + dims[None, :]
+    return pointers, (rows < n_rows)[:, None] & (dims < head_dim)[None, :]
+
+
+@triton.jit
+def _load_keys_and_values(K, V, batch, head, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
+                          keys, n_keys, dims, head_dim):
+    """The K and V tiles of rows `keys`, zeros past the end: two (BLOCK_K, BLOCK_D) blocks."""
+    k_pointers, ok = _tile(K, batch, head, stride_kb, stride_kh, stride_kn, keys, n_keys, dims, head_dim)
+    v_pointers, ok = _tile(V, batch, head, stride_vb, stride_vh, stride_vn, keys, n_keys, dims, head_dim)
+    return tl.load(k_pointers, mask=ok, other=0.0), tl.load(v_pointers, mask=ok, other=0.0)
+
+
+@triton.jit
+def _forward_kernel(Q, K, V, Mask, Out, LogSumExp,
+                    stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
+                    stride_ob, stride_oh, stride_on, stride_mask_b,
+                    heads, n_queries, n_keys, head_dim, scale,
+                    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr,
+                    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One tile of queries of one (batch, head): O and L = m + log l for its rows. The last dimension of every
+    tensor is contiguous."""
+    batch, head = tl.program_id(1) // heads, tl.program_id(1) % heads
+    rows = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    dims = tl.arange(0, BLOCK_D)
+    q_pointers, rows_ok = _tile(Q, batch, head, stride_qb, stride_qh, stride_qn, rows, n_queries, dims, head_dim)
+    q = tl.load(q_pointers, mask=rows_ok, other=0.0)
+    row_max = tl.full([BLOCK_Q], float("-inf"), tl.float32)  # m
+    row_sum = tl.zeros([BLOCK_Q], tl.float32)  # l
+    accumulator = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)  # unnormalised O
+    for k_start in range(0, n_keys, BLOCK_K):
+        keys = k_start + tl.arange(0, BLOCK_K)
+        k_tile, v_tile = _load_keys_and_values(K, V, batch, head, stride_kb, stride_kh, stride_kn, stride_vb,
+                                               stride_vh, stride_vn, keys, n_keys, dims, head_dim)
+        key_ok = _key_ok(Mask, batch, stride_mask_b, keys, n_keys, HAS_MASK)
+        scores = _tile_scores(q, k_tile, key_ok, scale, PRECISION)
+        # m_new = max(m, rowmax(S)); a row with only padding so far subtracts 0 so that exp(-inf) gives 0, not NaN
+        new_max = tl.maximum(row_max, tl.max(scores, 1))
+        safe_max = tl.where(new_max == float("-inf"), 0.0, new_max)
+        # P~ = exp(S - m_new);  l_new = exp(m - m_new) l + rowsum(P~);  O_new = exp(m - m_new) O + P~ V
+        probabilities = tl.exp(scores - safe_max[:, None])
+        rescale = tl.exp(row_max - safe_max)
+        row_sum = rescale * row_sum + tl.sum(probabilities, 1)
+        accumulator = accumulator * rescale[:, None] + tl.dot(probabilities.to(v_tile.dtype), v_tile,
+                                                              input_precision=PRECISION)
+        row_max = new_max
+    # O = diag(l)^-1 O_new;  L = m + log l
+    out_pointers, rows_ok = _tile(Out, batch, head, stride_ob, stride_oh, stride_on, rows, n_queries, dims, head_dim)
+    tl.store(out_pointers, (accumulator / row_sum[:, None]).to(Out.dtype.element_ty), mask=rows_ok)
+    tl.store(LogSumExp + tl.program_id(1) * n_queries + rows, row_max + tl.log(row_sum), mask=rows < n_queries)
+
+
+@triton.jit
+def _backward_keys_kernel(Q, K, V, Mask, GradOut, LogSumExp, Delta, GradK, GradV,
+                          stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
+                          stride_vb, stride_vh, stride_vn, stride_gb, stride_gh, stride_gn,
+                          stride_dkb, stride_dkh, stride_dkn, stride_dvb, stride_dvh, stride_dvn, stride_mask_b,
+                          heads, n_queries, n_keys, head_dim, scale,
+                          HAS_MASK: tl.constexpr, PRECISION: tl.constexpr,
+                          BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One tile of keys of one (batch, head): dK and dV, summed over every query tile."""
+    batch, head = tl.program_id(1) // heads, tl.program_id(1) % heads
+    keys = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+    dims = tl.arange(0, BLOCK_D)
+    k_tile, v_tile = _load_keys_and_values(K, V, batch, head, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh,
+                                           stride_vn, keys, n_keys, dims, head_dim)
+    key_ok = _key_ok(Mask, batch, stride_mask_b, keys, n_keys, HAS_MASK)
+    grad_k = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
+    grad_v = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
+    for q_start in range(0, n_queries, BLOCK_Q):
+        rows = q_start + tl.arange(0, BLOCK_Q)
+        q_pointers, rows_ok = _tile(Q, batch, head, stride_qb, stride_qh, stride_qn, rows, n_queries, dims, head_dim)
+        g_pointers, rows_ok = _tile(GradOut, batch, head, stride_gb, stride_gh, stride_gn, rows, n_queries, dims,
+                                    head_dim)
+        q, grad_out = tl.load(q_pointers, mask=rows_ok, other=0.0), tl.load(g_pointers, mask=rows_ok, other=0.0)
+        row_ok = rows < n_queries
+        logsumexp = tl.load(LogSumExp + tl.program_id(1) * n_queries + rows, mask=row_ok, other=0.0)
+        delta = tl.load(Delta + tl.program_id(1) * n_queries + rows, mask=row_ok, other=0.0)
+        # P = exp(S - L), zero on rows past the end
+        probabilities = tl.exp(_tile_scores(q, k_tile, key_ok, scale, PRECISION) - logsumexp[:, None])
+        probabilities = tl.where(row_ok[:, None], probabilities, 0.0)
+        # dV_j += P^T dO_i
+        grad_v += tl.dot(tl.trans(probabilities.to(grad_out.dtype)), grad_out, input_precision=PRECISION)
+        # dP = dO_i V_j^T;  dS = P * (dP - D_i);  dK_j += dS^T Q_i / sqrt(d)
+        grad_scores = probabilities * (tl.dot(grad_out, tl.trans(v_tile), input_precision=PRECISION) - delta[:, None])
+        grad_k += tl.dot(tl.trans(grad_scores.to(q.dtype)), q, input_precision=PRECISION) * scale
+    pointers, ok = _tile(GradK, batch, head, stride_dkb, stride_dkh, stride_dkn, keys, n_keys, dims, head_dim)
+    tl.store(pointers, grad_k.to(GradK.dtype.element_ty), mask=ok)
+    pointers, ok = _tile(GradV, batch, head, stride_dvb, stride_dvh, stride_dvn, keys, n_keys, dims, head_dim)
+    tl.store(pointers, grad_v.to(GradV.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def _backward_queries_kernel(Q, K, V, Mask, GradOut, LogSumExp, Delta, GradQ,
+                             stride_qb, stride_qh, stride_qn, stride_kb, stride_kh, stride_kn,
+                             stride_vb, stride_vh, stride_vn, stride_gb, stride_gh, stride_gn,
+                             stride_dqb, stride_dqh, stride_dqn, stride_mask_b,
+                             heads, n_queries, n_keys, head_dim, scale,
+                             HAS_MASK: tl.constexpr, PRECISION: tl.constexpr,
+                             BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One tile of queries of one (batch, head): dQ, summed over every key tile (a second walk, so that no two
+    programs add into the same dQ rows and the result is deterministic)."""
+    batch, head = tl.program_id(1) // heads, tl.program_id(1) % heads
+    rows = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    dims = tl.arange(0, BLOCK_D)
+    q_pointers, rows_ok = _tile(Q, batch, head, stride_qb, stride_qh, stride_qn, rows, n_queries, dims, head_dim)
+    g_pointers, rows_ok = _tile(GradOut, batch, head, stride_gb, stride_gh, stride_gn, rows, n_queries, dims, head_dim)
+    q, grad_out = tl.load(q_pointers, mask=rows_ok, other=0.0), tl.load(g_pointers, mask=rows_ok, other=0.0)
+    logsumexp = tl.load(LogSumExp + tl.program_id(1) * n_queries + rows, mask=rows < n_queries, other=0.0)
+    delta = tl.load(Delta + tl.program_id(1) * n_queries + rows, mask=rows < n_queries, other=0.0)
+    grad_q = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
+    for k_start in range(0, n_keys, BLOCK_K):
+        keys = k_start + tl.arange(0, BLOCK_K)
+        k_tile, v_tile = _load_keys_and_values(K, V, batch, head, stride_kb, stride_kh, stride_kn, stride_vb,
+                                               stride_vh, stride_vn, keys, n_keys, dims, head_dim)
+        key_ok = _key_ok(Mask, batch, stride_mask_b, keys, n_keys, HAS_MASK)
+        probabilities = tl.exp(_tile_scores(q, k_tile, key_ok, scale, PRECISION) - logsumexp[:, None])
+        # dS = P * (dO V^T - D);  dQ_i += dS K_j / sqrt(d)
+        grad_scores = probabilities * (tl.dot(grad_out, tl.trans(v_tile), input_precision=PRECISION) - delta[:, None])
+        grad_q += tl.dot(grad_scores.to(k_tile.dtype), k_tile, input_precision=PRECISION) * scale
+    pointers, ok = _tile(GradQ, batch, head, stride_dqb, stride_dqh, stride_dqn, rows, n_queries, dims, head_dim)
+    tl.store(pointers, grad_q.to(GradQ.dtype.element_ty), mask=ok)
+
+
+def _launch_settings(q: torch.Tensor, key_padding_mask: Optional[torch.Tensor], block_queries: int, block_keys: int):
+    head_dim = q.shape[-1]
+    if head_dim > 256:
+        raise ValueError(f"the Triton attention kernel takes head sizes up to 256; got {head_dim}: use more heads")
+    mask = key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None else None
+    return dict(HAS_MASK=mask is not None, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+                BLOCK_Q=block_queries, BLOCK_K=block_keys, BLOCK_D=max(16, triton.next_power_of_2(head_dim))), mask
+
+
+def _strides(*tensors: torch.Tensor) -> list:
+    """(batch, head, position) strides of each (B, heads, N, d) tensor, whose last dimension must be contiguous."""
+    return [stride for tensor in tensors for stride in tensor.stride()[:3]]
+
+
+def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
+                  out: torch.Tensor, logsumexp: torch.Tensor, block_queries: int = 64, block_keys: int = 64) -> None:
+    """Run the forward kernel, writing O into `out` (q's shape) and L into `logsumexp` (B, heads, N_q) float32."""
+    settings, mask = _launch_settings(q, key_padding_mask, block_queries, block_keys)
+    batch, heads, n_queries, head_dim = q.shape
+    grid = (triton.cdiv(n_queries, block_queries), batch * heads)
+    _forward_kernel[grid](q, k, v, mask if mask is not None else q, out, logsumexp, *_strides(q, k, v, out),
+                          mask.stride(0) if mask is not None else 0, heads, n_queries, k.shape[2], head_dim,
+                          head_dim ** -0.5, **settings)
+
+
+def flash_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
+                   out: torch.Tensor, grad_out: torch.Tensor, logsumexp: torch.Tensor, grad_q: torch.Tensor,
+                   grad_k: torch.Tensor, grad_v: torch.Tensor, block_queries: int = 64, block_keys: int = 64) -> None:
+    """Run the backward kernels, writing dQ, dK and dV into `grad_q`, `grad_k` and `grad_v` (the inputs' shapes)."""
+    settings, mask = _launch_settings(q, key_padding_mask, block_queries, block_keys)
+    batch, heads, n_queries, head_dim = q.shape
+    # D_i = rowsum(dO_i * O_i), float32                                                 (B, heads, N_q)
+    delta = (grad_out.float() * out.float()).sum(dim=-1).contiguous()
+    sizes = (mask.stride(0) if mask is not None else 0, heads, n_queries, k.shape[2], head_dim, head_dim ** -0.5)
+    mask_pointer = mask if mask is not None else q
+    _backward_keys_kernel[(triton.cdiv(k.shape[2], block_keys), batch * heads)](
+        q, k, v, mask_pointer, grad_out, logsumexp, delta, grad_k, grad_v,
+        *_strides(q, k, v, grad_out, grad_k, grad_v), *sizes, **settings)
+    _backward_queries_kernel[(triton.cdiv(n_queries, block_queries), batch * heads)](
+        q, k, v, mask_pointer, grad_out, logsumexp, delta, grad_q, *_strides(q, k, v, grad_out, grad_q), *sizes,
+        **settings)
+
+
+def _last_dimension_contiguous(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.stride(-1) == 1 else tensor.contiguous()
+
+
+def triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
+                   block_queries: int = 64, block_keys: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(O, L) from the forward kernel, in new tensors."""
+    out = torch.empty_like(q)
+    logsumexp = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+    flash_forward(q, k, v, key_padding_mask, out, logsumexp, block_queries, block_keys)
+    return out, logsumexp
+
+
+def triton_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor,
+                    logsumexp: torch.Tensor, key_padding_mask: Optional[torch.Tensor], block_queries: int = 64,
+                    block_keys: int = 64) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dQ, dK, dV) from the backward kernels, in new tensors."""
+    grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    flash_backward(q, k, v, key_padding_mask, out, _last_dimension_contiguous(grad_out), logsumexp, grad_q, grad_k,
+                   grad_v, block_queries, block_keys)
+    return grad_q, grad_k, grad_v
+
+
+def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     key_padding_mask: Optional[torch.Tensor] = None, block_queries: int = 64,
+                     block_keys: int = 64) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d)) V with the fused Triton kernels, differentiable: (B, heads, N_q, d)."""
+    check_attention_inputs(q, k, v, key_padding_mask)
+    for name, block in (("block_queries", block_queries), ("block_keys", block_keys)):
+        if block < 16 or block & (block - 1):
+            raise ValueError(f"{name} must be a power of two of at least 16 (tl.dot's smallest tile); got {block}")
+    blocks = dict(block_queries=block_queries, block_keys=block_keys)
+    q, k, v = (_last_dimension_contiguous(t) for t in (q, k, v))
+    return RecomputingAttention.apply(q, k, v, key_padding_mask, partial(triton_forward, **blocks),
+                                      partial(triton_backward, **blocks))
+
