@@ -1,4 +1,8 @@
-"""How much memory a piece of work needs: measured here, estimated for a whole training configuration in the planner.
+"""How much memory training needs, before you buy or rent the GPU (lesson 11): the planner counts it tensor by
+tensor for a configuration, and `measure_peak_memory` measures it.
+
+`python -m minisora memory --preset 256px|480p|tiny [--key=value ...]` prints the plan as a table, from plain float32
+with the N x N attention matrix to bfloat16 + flash attention + activation checkpointing.
 
 `measure_peak_memory` runs a function in a fresh Python process and reports how far the process's resident memory
 rose while it ran: the honest number on a CPU, where PyTorch keeps no allocator statistics.
@@ -6,11 +10,15 @@ rose while it ran: the honest number on a CPU, where PyTorch keeps no allocator 
 import importlib.util
 import inspect
 import json
+import math
 import os
 import re
 import subprocess
 import sys
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Tuple
+
+from .models.dit import DiTConfig
 
 
 def _status_kilobytes(field: str) -> int:
@@ -51,3 +59,190 @@ def measure_peak_memory(prepare: Callable, *arguments) -> int:
     if result.returncode != 0:
         raise RuntimeError(f"measuring {prepare.__name__}{tuple(arguments)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The planner: what one training step of a spacetime DiT on video latents holds in memory, counted tensor by tensor.
+
+GIB = 2**30
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+@dataclass
+class MemoryConfig:
+    frames: int = 17  # video frames (1 + temporal_downsample * k for the causal VAE)
+    height: int = 256  # video height in pixels
+    width: int = 256  # video width in pixels
+    spatial_downsample: int = 8  # the VAE's (1: a pixel-space model)
+    temporal_downsample: int = 4  # the VAE's (1: every frame its own latent frame)
+    latent_channels: int = 4  # channels of the latents the DiT sees
+    patch_size: int = 2  # spatial patch side p
+    temporal_patch: int = 1  # latent frames per patch
+    hidden: int = 768  # token width D (DiT-B)
+    depth: int = 12  # transformer blocks
+    heads: int = 12  # attention heads
+    mlp_ratio: float = 4.0  # MLP width / D
+    batch_size: int = 8  # clips per step
+    precision: str = "bf16"  # "fp32", "bf16" or "fp16" (autocast: float32 master weights, 16-bit matmuls)
+    attention: str = "flash"  # "math" keeps the N x N probabilities for backward; "flash" (or "sdpa") does not
+    checkpoint_activations: bool = True  # keep only each block's input; recompute the rest in the backward pass
+    gpu_gib: float = 24.0  # the GPU's memory (an RTX 4090: 24 GiB)
+    reserved_gib: float = 1.0  # CUDA context and library workspaces, outside PyTorch's allocator
+
+
+DIT_L = dict(hidden=1024, depth=24, heads=16)  # DiT-L (Peebles & Xie 2023, Table 1): 457 M parameters here
+MEMORY_PRESETS = {
+    # 17 frames of 256 x 256 -> latents 4 x 5 x 32 x 32 -> 1,280 tokens a clip; DiT-L/2, 16 clips a step
+    "256px": MemoryConfig(batch_size=16, **DIT_L),
+    # 3 s at 24 fps of 480p (73 frames of 480 x 848) -> latents 4 x 19 x 60 x 106 -> 30,210 tokens; DiT-L/2
+    "480p": MemoryConfig(frames=73, height=480, width=848, batch_size=1, **DIT_L),
+    # the CPU-sized model of the tiny preset: 16 frames of 32 x 32 pixels, 2 x 4 x 4 patches
+    "tiny": MemoryConfig(frames=16, height=32, width=32, spatial_downsample=1, temporal_downsample=1,
+                         latent_channels=3, patch_size=4, temporal_patch=2, hidden=96, depth=4, heads=4,
+                         batch_size=16, precision="fp32", attention="sdpa", checkpoint_activations=False),
+}
+
+
+def token_grid(config: MemoryConfig) -> Tuple[int, int, int]:
+    """(t, h, w) patches of the latent video, with clear errors for sizes that do not divide."""
+    if (config.frames - 1) % config.temporal_downsample:
+        raise ValueError(f"frames={config.frames} must be 1 + {config.temporal_downsample} k for a causal VAE with "
+                         f"temporal_downsample={config.temporal_downsample}")
+    latent_frames = 1 + (config.frames - 1) // config.temporal_downsample if config.temporal_downsample > 1 \
+        else config.frames
+    cell = config.spatial_downsample * config.patch_size
+    if config.height % cell or config.width % cell or latent_frames % config.temporal_patch:
+        raise ValueError(f"a {config.frames} x {config.height} x {config.width} video has latents of {latent_frames} "
+                         f"frames, which must divide by temporal_patch={config.temporal_patch}, and sides that must "
+                         f"divide by spatial_downsample * patch_size = {cell}")
+    return latent_frames // config.temporal_patch, config.height // cell, config.width // cell
+
+
+def dit_config(config: MemoryConfig) -> DiTConfig:
+    """The DiT the planner describes (square latents only: DiT's own limit), to build and measure."""
+    if config.height != config.width:
+        raise ValueError(f"DiT takes square inputs; got {config.height} x {config.width} (the planner does not mind)")
+    latent_frames = token_grid(config)[0] * config.temporal_patch
+    return DiTConfig(input_size=config.height // config.spatial_downsample, frames=latent_frames,
+                     in_channels=config.latent_channels, patch_size=config.patch_size,
+                     temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth,
+                     heads=config.heads, mlp_ratio=config.mlp_ratio, num_classes=0, learn_sigma=False,
+                     attention_backend=config.attention, checkpoint_activations=config.checkpoint_activations)
+
+
+def count_dit_parameters(config: MemoryConfig) -> int:
+    """The DiT's parameters (adaLN-Zero, no class labels), counted by hand; the test checks it against a DiT."""
+    dim, width = config.hidden, int(config.hidden * config.mlp_ratio)
+    patch_values = config.temporal_patch * config.patch_size ** 2 * config.latent_channels
+    attention = 4 * dim * dim + 4 * dim  # Q, K, V, output projections with biases
+    mlp = 2 * dim * width + width + dim
+    modulation = 6 * dim * dim + 6 * dim  # shift, scale, gate for both sublayers, regressed from c
+    embeddings = patch_values * dim + dim + 256 * dim + dim + dim * dim + dim  # patches; the noise level's MLP
+    final = 2 * dim * dim + 2 * dim + dim * patch_values + patch_values
+    return config.depth * (attention + mlp + modulation) + embeddings + final
+
+
+def block_activations(config: MemoryConfig) -> List[Tuple[str, str, float]]:
+    """What autograd keeps from one adaLN-Zero DiT block for the backward pass: (sublayer, tensor, bytes). With
+    E = B N D values, the residual stream, norms and modulation stay float32 under autocast, while the linear
+    layers' inputs and outputs are in the compute precision (each linear casts its float32 input to its own copy)."""
+    tokens = math.prod(token_grid(config))
+    values = config.batch_size * tokens * config.hidden  # E
+    stream, compute = 4 * values, BYTES[config.precision] * values
+    cast = config.precision != "fp32"  # autocast's 16-bit copies of float32 inputs
+    rows = [
+        ("attention", "norm1 input x (the block's input)", stream),
+        ("attention", "norm1 output, kept by the modulation", stream),
+        ("attention", "attention input (modulated)", 2 * compute if cast else stream),  # Q's and K/V's casts
+        ("attention", "queries", compute),
+        ("attention", "keys and values", 2 * compute),
+    ]
+    if config.attention == "math":
+        scores = config.batch_size * config.heads * tokens ** 2  # B heads N N
+        # softmax keeps P in float32; under autocast P V keeps a 16-bit copy too
+        rows.append(("attention", "attention probabilities P (B heads N N)", (4 + (2 if cast else 0)) * scores))
+    else:
+        rows.append(("attention", "attention output O and log-sum-exp L", compute + 4 * config.batch_size
+                     * config.heads * tokens))
+    rows += [
+        ("attention", "heads merged, the output projection's input", compute),
+        ("attention", "attention branch output, kept by the gate", compute),
+        ("mlp", "norm2 input (after the attention residual)", stream),
+        ("mlp", "norm2 output, kept by the modulation", stream),
+        ("mlp", "MLP input (modulated)", compute if cast else stream),
+        ("mlp", "MLP hidden before GELU", config.mlp_ratio * compute),
+        ("mlp", "MLP hidden after GELU", config.mlp_ratio * compute),
+        ("mlp", "MLP branch output, kept by the gate", compute),
+    ]
+    return rows
+
+
+def attention_scores_transient(config: MemoryConfig) -> float:
+    """Bytes of N x N temporaries beside the kept P: the scaled scores in the forward pass, dP and dS in the
+    backward pass (0 for flash attention, which works one tile at a time)."""
+    if config.attention == "math":
+        return 2 * 4 * config.batch_size * config.heads * math.prod(token_grid(config)) ** 2
+    return 0.0
+
+
+def plan_memory(config: MemoryConfig) -> Dict[str, float]:
+    """Bytes of each part of one training step's peak (AdamW, an EMA copy, float32 master weights)."""
+    if config.precision not in BYTES:
+        raise ValueError(f"unknown precision {config.precision!r}; choose one of {sorted(BYTES)}")
+    parameters = count_dit_parameters(config)
+    batch_tokens = config.batch_size * math.prod(token_grid(config))
+    stream = 4 * batch_tokens * config.hidden
+    rows = block_activations(config)
+    per_block = sum(size for _, _, size in rows)
+    if config.checkpoint_activations:  # every block keeps its input; one block at a time is rebuilt in backward
+        activations = config.depth * stream + per_block
+    else:
+        activations = config.depth * per_block
+    activations += 3 * stream  # outside the blocks: the final layer's norm, modulation and projection inputs
+    # beside the kept tensors: gradients in flight, and the N x N temporaries of the last block's attention backward,
+    # which runs after its MLP's kept tensors have been freed (the backward pass frees each as soon as it is used)
+    mlp_kept = sum(size for sublayer, _, size in rows if sublayer == "mlp")
+    transient = max(attention_scores_transient(config) - mlp_kept, 0.0) + 2 * stream
+    parts = {"parameters": 4 * parameters, "gradients": 4 * parameters, "optimizer": 8 * parameters,
+             "ema": 4 * parameters, "activations": activations, "transient": transient}
+    parts["peak"] = sum(parts.values())
+    parts["with_reserved"] = parts["peak"] + config.reserved_gib * GIB
+    return parts
+
+
+def memory_variants(config: MemoryConfig) -> List[Tuple[str, MemoryConfig]]:
+    """The configuration as given, and the ladder from plain float32 to every saver (lesson 11's contrast)."""
+    return [("as configured", config),
+            ("fp32, math attention", replace(config, precision="fp32", attention="math", checkpoint_activations=False)),
+            ("bf16, math attention", replace(config, precision="bf16", attention="math", checkpoint_activations=False)),
+            ("bf16, flash attention", replace(config, precision="bf16", attention="flash",
+                                              checkpoint_activations=False)),
+            ("bf16, flash, checkpointing", replace(config, precision="bf16", attention="flash",
+                                                   checkpoint_activations=True)),
+            ("fp32, flash, checkpointing", replace(config, precision="fp32", attention="flash",
+                                                   checkpoint_activations=True))]
+
+
+def memory_table(config: MemoryConfig) -> str:
+    """A Markdown table of the plan for every variant, and whether each fits the GPU."""
+    grid = token_grid(config)
+    lines = [f"{config.frames} frames of {config.height} x {config.width} -> {math.prod(grid):,} tokens "
+             f"({grid[0]} x {grid[1]} x {grid[2]}) per clip, batch {config.batch_size}; DiT D={config.hidden}, "
+             f"depth {config.depth}, {config.heads} heads: {count_dit_parameters(config) / 1e6:.1f} M parameters",
+             "",
+             "| variant | weights + grads + AdamW + EMA | activations | N x N and other temporaries | peak "
+             f"(+{config.reserved_gib:g} GiB reserved) | fits {config.gpu_gib:g} GiB |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, variant in memory_variants(config):
+        parts = plan_memory(variant)
+        state = parts["parameters"] + parts["gradients"] + parts["optimizer"] + parts["ema"]
+        fits = "yes" if parts["with_reserved"] <= config.gpu_gib * GIB else "no"
+        lines.append(f"| {name} | {state / GIB:.2f} GiB | {parts['activations'] / GIB:.2f} GiB | "
+                     f"{parts['transient'] / GIB:.2f} GiB | {parts['with_reserved'] / GIB:.2f} GiB | {fits} |")
+    return "\n".join(lines)
+
+
+def run_memory(config: MemoryConfig) -> Dict[str, float]:
+    """`python -m minisora memory`: print the table; return the plan of the configuration as given."""
+    print(memory_table(config))
+    return plan_memory(config)

@@ -1,0 +1,99 @@
+"""The memory planner (minisora.memory) against counted parameters and measured peaks."""
+import subprocess
+import sys
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+
+from minisora.memory import (GIB, MEMORY_PRESETS, MemoryConfig, count_dit_parameters, dit_config,
+                             measure_peak_memory, memory_variants, plan_memory, token_grid)
+from minisora.models.dit import DiT, count_parameters
+
+SMALL = MemoryConfig(frames=4, height=32, width=32, spatial_downsample=1, temporal_downsample=1, latent_channels=4,
+                     patch_size=2, hidden=64, depth=4, heads=4, batch_size=4, precision="fp32")
+
+
+@pytest.mark.parametrize("config", [SMALL, replace(SMALL, temporal_patch=2, mlp_ratio=2.0, hidden=48, heads=3),
+                                    replace(MEMORY_PRESETS["256px"], depth=2, hidden=96, heads=4)])
+def test_parameter_count_matches_the_built_dit(config):
+    with torch.device("meta"):
+        model = DiT(dit_config(config))
+    assert count_dit_parameters(config) == count_parameters(model)
+
+
+def test_memory_measurement_sees_an_allocation():
+    """The measuring tool itself: a 64 MiB tensor filled inside the run shows up as 64 MiB (within 2 MiB)."""
+    assert abs(measure_peak_memory(prepare_allocation, 64) / 2**20 - 64) < 2
+
+
+def prepare_allocation(mebibytes: int):
+    return lambda: torch.empty(mebibytes * 2**20 // 4).fill_(1.0)
+
+
+def prepare_training_step(fields: dict):
+    """For measure_peak_memory: the planner's DiT and a batch exist before; forward, loss and backward run."""
+    config = MemoryConfig(**fields)
+    model = DiT(dit_config(config))
+    shape = (config.batch_size, config.latent_channels, model.config.frames, model.config.input_size,
+             model.config.input_size)
+    x, target, noise_level = torch.randn(shape), torch.randn(shape), torch.rand(config.batch_size)
+    model(x[:1], noise_level[:1]).sub(target[:1]).square().mean().backward()  # warm-up on one clip
+    model.zero_grad(set_to_none=True)
+    return lambda: model(x, noise_level).sub(target).square().mean().backward()
+
+
+@pytest.mark.parametrize("changes", [
+    dict(attention="math", checkpoint_activations=False),
+    dict(attention="flash", checkpoint_activations=False),
+    dict(attention="flash", checkpoint_activations=True),
+    dict(attention="math", checkpoint_activations=True, hidden=128, heads=2, depth=2),
+    dict(attention="sdpa", checkpoint_activations=False, frames=8, batch_size=2, temporal_patch=2),
+])
+def test_planned_peak_is_within_20_percent_of_the_measured_one(changes):
+    """On the CPU in float32: the gradients, activations and temporaries the plan counts, against the rise of the
+    process's memory over one forward + backward (the weights exist before either)."""
+    config = replace(SMALL, **changes)
+    plan = plan_memory(config)
+    estimate = plan["gradients"] + plan["activations"] + plan["transient"]
+    measured = measure_peak_memory(prepare_training_step, asdict(config))
+    assert 0.8 < measured / estimate < 1.2, (measured / 2**20, estimate / 2**20)
+
+
+def fits(config: MemoryConfig) -> bool:
+    return plan_memory(config)["with_reserved"] <= config.gpu_gib * GIB
+
+
+@pytest.mark.parametrize("preset", ["256px", "480p"])
+def test_24_gb_presets_fit_only_with_the_memory_savers(preset):
+    config = MEMORY_PRESETS[preset]
+    variants = dict(memory_variants(config))
+    assert fits(config) and fits(variants["bf16, flash, checkpointing"])
+    assert not fits(variants["fp32, math attention"]) and not fits(variants["bf16, math attention"])
+    assert not fits(variants["bf16, flash attention"])  # fused attention alone is not enough either
+    assert config.height >= 256 and config.frames >= 16
+    if preset == "480p":
+        assert config.height == 480 and config.frames >= 3 * 24  # 3 s at 24 fps
+
+
+def test_flash_attention_removes_the_quadratic_term():
+    short, long = replace(SMALL, attention="math"), replace(SMALL, attention="math", frames=8)
+    growth = plan_memory(long)["activations"] / plan_memory(short)["activations"]
+    flash_growth = (plan_memory(replace(long, attention="flash"))["activations"]
+                    / plan_memory(replace(short, attention="flash"))["activations"])
+    assert growth > 3 and flash_growth == pytest.approx(2, rel=0.05)  # twice the tokens: ~4x vs 2x
+
+
+def test_bad_sizes_are_clear_errors():
+    with pytest.raises(ValueError, match="frames=6 must be 1 \\+ 4 k"):
+        token_grid(replace(MEMORY_PRESETS["256px"], frames=6))
+    with pytest.raises(ValueError, match="must divide by spatial_downsample \\* patch_size = 16"):
+        token_grid(replace(MEMORY_PRESETS["256px"], width=250))
+
+
+def test_memory_command_prints_the_table():
+    result = subprocess.run([sys.executable, "-m", "minisora", "memory", "--preset", "480p", "--batch_size=2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "30,210 tokens" in result.stdout and "batch 2" in result.stdout
+    assert "| bf16, flash, checkpointing |" in result.stdout and "| no |" in result.stdout
