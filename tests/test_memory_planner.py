@@ -97,3 +97,32 @@ def test_memory_command_prints_the_table():
     assert result.returncode == 0, result.stderr
     assert "30,210 tokens" in result.stdout and "batch 2" in result.stdout
     assert "| bf16, flash, checkpointing |" in result.stdout and "| no |" in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: compares with torch.cuda.max_memory_allocated")
+@pytest.mark.parametrize("changes", [dict(precision="fp32", attention="math", checkpoint_activations=False),
+                                     dict(precision="bf16", attention="flash", checkpoint_activations=False),
+                                     dict(precision="bf16", attention="flash", checkpoint_activations=True)])
+def test_planned_peak_matches_cuda_allocator_statistics(changes):
+    from minisora.train.precision import MixedPrecision
+
+    config = replace(SMALL, frames=8, batch_size=8, **changes)
+    model = DiT(dit_config(config)).cuda()
+    shape = (config.batch_size, config.latent_channels, model.config.frames, model.config.input_size,
+             model.config.input_size)
+    x, target = torch.randn(shape, device="cuda"), torch.randn(shape, device="cuda")
+    noise_level = torch.rand(config.batch_size, device="cuda")
+    autocast = MixedPrecision(config.precision, "cuda").autocast
+    with autocast():  # warm-up (kernels compiled, workspaces allocated)
+        model(x[:1], noise_level[:1]).float().sub(target[:1]).square().mean().backward()
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    with autocast():
+        loss = model(x, noise_level).float().sub(target).square().mean()
+    loss.backward()
+    measured = torch.cuda.max_memory_allocated() - before
+    plan = plan_memory(config)
+    estimate = plan["gradients"] + plan["activations"] + plan["transient"]
+    assert 0.8 < measured / estimate < 1.2, (measured / 2**20, estimate / 2**20)

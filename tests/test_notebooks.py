@@ -10,7 +10,7 @@ NOTEBOOKS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb"))
 
 def test_the_written_lessons_exist():
     numbers = [path.name[:2] for path in NOTEBOOKS]
-    assert {"01", "02", "03", "04", "05", "06", "07", "08", "09"} <= set(numbers)
+    assert {"01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"} <= set(numbers)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

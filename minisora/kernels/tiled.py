@@ -46,6 +46,24 @@ def _scores(q_tile: torch.Tensor, k_tile: torch.Tensor, scale: float,
     return scores
 
 
+def online_softmax_step(row_max: torch.Tensor, row_sum: torch.Tensor, accumulator: torch.Tensor,
+                        scores: torch.Tensor, values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fold one tile of scores S (..., block_q, block_k) and its values V (..., block_k, d) into the running row
+    maximum m, row sum l (..., block_q) and unnormalised output O (..., block_q, d): the online softmax of Milakov &
+    Gimelshein 2018 as FlashAttention-2 uses it (Dao 2023, Algorithm 1, lines 8-10). Start from m = -inf, l = 0,
+    O = 0; after the last tile, O / l is softmax(S) V over every tile."""
+    # m_new = max(m, rowmax(S))
+    new_max = torch.maximum(row_max, scores.amax(dim=-1))
+    # a row whose keys so far are all padding has m_new = -inf; subtract 0 there so exp(-inf) gives 0, not NaN
+    safe_max = torch.where(new_max == float("-inf"), 0.0, new_max)
+    # P~ = exp(S - m_new)
+    probabilities = torch.exp(scores - safe_max[..., None])
+    # l_new = exp(m - m_new) l + rowsum(P~);   O_new = exp(m - m_new) O + P~ V
+    rescale = torch.exp(row_max - safe_max)
+    new_sum = rescale * row_sum + probabilities.sum(dim=-1)
+    return new_max, new_sum, rescale[..., None] * accumulator + probabilities @ values
+
+
 def tiled_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             key_padding_mask: Optional[torch.Tensor] = None, block_queries: int = 64,
                             block_keys: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -62,17 +80,8 @@ def tiled_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         for k_start in range(0, k.shape[2], block_keys):
             mask_tile = None if key_padding_mask is None else key_padding_mask[:, k_start:k_start + block_keys]
             scores = _scores(q_tile, k[:, :, k_start:k_start + block_keys].to(dtype), scale, mask_tile)
-            # m_new = max(m, rowmax(S))
-            new_max = torch.maximum(row_max, scores.amax(dim=-1))
-            # a row whose keys so far are all padding has m_new = -inf; subtract 0 there so exp(-inf) gives 0, not NaN
-            safe_max = torch.where(new_max == float("-inf"), 0.0, new_max)
-            # P~ = exp(S - m_new)
-            probabilities = torch.exp(scores - safe_max[..., None])
-            # l_new = exp(m - m_new) l + rowsum(P~);   O_new = exp(m - m_new) O + P~ V
-            rescale = torch.exp(row_max - safe_max)
-            row_sum = rescale * row_sum + probabilities.sum(dim=-1)
-            accumulator = rescale[..., None] * accumulator + probabilities @ v[:, :, k_start:k_start + block_keys].to(dtype)
-            row_max = new_max
+            row_max, row_sum, accumulator = online_softmax_step(row_max, row_sum, accumulator, scores,
+                                                                 v[:, :, k_start:k_start + block_keys].to(dtype))
         # O = diag(l)^-1 O_new;   L = m + log l
         out[:, :, q_start:q_start + block_queries] = (accumulator / row_sum[..., None]).to(q.dtype)
         logsumexp[:, :, q_start:q_start + block_queries] = row_max + torch.log(row_sum)
@@ -91,7 +100,8 @@ def tiled_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     grad_q = torch.zeros(q.shape, dtype=dtype, device=q.device)
     grad_k, grad_v = torch.empty_like(k), torch.empty_like(v)
     for k_start in range(0, k.shape[2], block_keys):
-        k_tile, v_tile = k[:, :, k_start:k_start + block_keys].to(dtype), v[:, :, k_start:k_start + block_keys].to(dtype)
+        columns = slice(k_start, k_start + block_keys)
+        k_tile, v_tile = k[:, :, columns].to(dtype), v[:, :, columns].to(dtype)
         mask_tile = None if key_padding_mask is None else key_padding_mask[:, k_start:k_start + block_keys]
         grad_k_tile, grad_v_tile = torch.zeros_like(k_tile), torch.zeros_like(v_tile)
         for q_start in range(0, q.shape[2], block_queries):

@@ -39,7 +39,7 @@ class ImagesConfig:
     steps: int = 3000  # optimizer steps (about 7 minutes on 2 CPU cores; 2000 reach only ~60% class accuracy)
     batch_size: int = 64  # images per step
     learning_rate: float = 2e-3  # AdamW's peak (1e-3 reaches ~60% class accuracy in 3000 steps, 2e-3 ~97%)
-    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast, float32 master weights; bf16 is slow on most CPUs)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast, float32 master weights; for GPUs: fp16 crawls on CPUs)
     checkpoint_activations: bool = False  # recompute each transformer block in the backward pass (less memory)
     ema_decay: float = 0.995  # EMA of weights used for sampling (0.999 keeps 13% of the initial weights after 2000 steps)
     class_dropout: float = 0.1  # label dropout for classifier-free guidance

@@ -54,7 +54,8 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
         save_checkpoint(checkpointing.path, {
             "config": checkpointing.config, "step": len(losses), "losses": losses, "model": model.state_dict(),
             "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "precision": mixed_precision.state_dict(), "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})
+            "precision": mixed_precision.state_dict(), "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state()})
         if checkpointing.on_save is not None:
             checkpointing.on_save(len(losses), ema)
 
