@@ -18,22 +18,32 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Tuple
 
-from .models.dit import DiTConfig
+import torch
+
+from .models.dit import DiT, DiTConfig
 
 
 def _status_kilobytes(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
 
 
-def _measure_in_this_process(path: str, name: str, arguments_json: str) -> None:
-    """The child's side of `measure_peak_memory`: prepare, note the resident set, reset its high-water mark, run."""
-    import torch
-
-    torch.set_num_threads(1)
+def _import(module_name: str, path: str):
+    """The module by its name where it is importable (a package's module), else loaded from its file."""
+    if module_name != "__main__":
+        try:
+            return importlib.import_module(module_name)
+        except ImportError:
+            pass
     spec = importlib.util.spec_from_file_location("_measured_module", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    run = getattr(module, name)(*json.loads(arguments_json))
+    return module
+
+
+def _measure_in_this_process(module_name: str, path: str, name: str, arguments_json: str) -> None:
+    """The child's side of `measure_peak_memory`: prepare, note the resident set, reset its high-water mark, run."""
+    torch.set_num_threads(1)
+    run = getattr(_import(module_name, path), name)(*json.loads(arguments_json))
     before = _status_kilobytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # Linux: reset VmHWM, the peak resident set, to the current one
@@ -44,13 +54,14 @@ def _measure_in_this_process(path: str, name: str, arguments_json: str) -> None:
 def measure_peak_memory(prepare: Callable, *arguments) -> int:
     """Bytes by which resident memory peaks while `prepare(*arguments)()` runs, above where it stood once `prepare`
     had built its inputs, measured in a fresh process (Linux only: it reads /proc). `prepare` must be a top-level
-    function of a .py file; `arguments` must be JSON values. One-time costs (libraries loaded on first use, the
-    autograd engine's threads) count unless `prepare` warms up on a small input first."""
+    function of an importable module or of a .py file; `arguments` must be JSON values. One-time costs (libraries
+    loaded on first use, the autograd engine's threads) count unless `prepare` warms up on a small input first."""
     if not os.path.exists("/proc/self/clear_refs"):
         raise RuntimeError("measure_peak_memory reads Linux's /proc/self/status; on other systems use a GPU's "
                            "torch.cuda.max_memory_allocated instead")
     code = (f"from minisora.memory import _measure_in_this_process; "
-            f"_measure_in_this_process({inspect.getfile(prepare)!r}, {prepare.__name__!r}, {json.dumps(arguments)!r})")
+            f"_measure_in_this_process({prepare.__module__!r}, {inspect.getfile(prepare)!r}, {prepare.__name__!r}, "
+            f"{json.dumps(arguments)!r})")
     # a fixed mmap threshold makes glibc return every freed block of 64 KiB or more to the system at once, so the
     # resident set follows the live tensors instead of keeping freed memory for reuse
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536",
@@ -240,6 +251,20 @@ def memory_table(config: MemoryConfig) -> str:
         lines.append(f"| {name} | {state / GIB:.2f} GiB | {parts['activations'] / GIB:.2f} GiB | "
                      f"{parts['transient'] / GIB:.2f} GiB | {parts['with_reserved'] / GIB:.2f} GiB | {fits} |")
     return "\n".join(lines)
+
+
+def prepare_training_step(fields: dict) -> Callable[[], None]:
+    """For `measure_peak_memory(prepare_training_step, asdict(config))`: the planner's DiT and a batch of random
+    latents are built (and warmed up on one clip) first; the returned step runs forward, loss and backward, in
+    float32 on the CPU, which is what the plan's gradients + activations + temporaries count."""
+    config = MemoryConfig(**fields)
+    model = DiT(dit_config(config))
+    shape = (config.batch_size, config.latent_channels, model.config.frames, model.config.input_size,
+             model.config.input_size)
+    x, target, noise_level = torch.randn(shape), torch.randn(shape), torch.rand(config.batch_size)
+    model(x[:1], noise_level[:1]).sub(target[:1]).square().mean().backward()  # warm-up on one clip
+    model.zero_grad(set_to_none=True)
+    return lambda: model(x, noise_level).sub(target).square().mean().backward()
 
 
 def run_memory(config: MemoryConfig) -> Dict[str, float]:

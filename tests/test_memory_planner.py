@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minisora.memory import (GIB, MEMORY_PRESETS, MemoryConfig, count_dit_parameters, dit_config,
-                             measure_peak_memory, memory_variants, plan_memory, token_grid)
+                             measure_peak_memory, memory_variants, plan_memory, prepare_training_step, token_grid)
 from minisora.models.dit import DiT, count_parameters
 
 SMALL = MemoryConfig(frames=4, height=32, width=32, spatial_downsample=1, temporal_downsample=1, latent_channels=4,
@@ -29,18 +29,6 @@ def test_memory_measurement_sees_an_allocation():
 
 def prepare_allocation(mebibytes: int):
     return lambda: torch.empty(mebibytes * 2**20 // 4).fill_(1.0)
-
-
-def prepare_training_step(fields: dict):
-    """For measure_peak_memory: the planner's DiT and a batch exist before; forward, loss and backward run."""
-    config = MemoryConfig(**fields)
-    model = DiT(dit_config(config))
-    shape = (config.batch_size, config.latent_channels, model.config.frames, model.config.input_size,
-             model.config.input_size)
-    x, target, noise_level = torch.randn(shape), torch.randn(shape), torch.rand(config.batch_size)
-    model(x[:1], noise_level[:1]).sub(target[:1]).square().mean().backward()  # warm-up on one clip
-    model.zero_grad(set_to_none=True)
-    return lambda: model(x, noise_level).sub(target).square().mean().backward()
 
 
 @pytest.mark.parametrize("changes", [
@@ -99,7 +87,8 @@ def test_memory_command_prints_the_table():
     assert "| bf16, flash, checkpointing |" in result.stdout and "| no |" in result.stdout
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: compares with torch.cuda.max_memory_allocated")
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="needs a CUDA GPU: compares with torch.cuda.max_memory_allocated")
 @pytest.mark.parametrize("changes", [dict(precision="fp32", attention="math", checkpoint_activations=False),
                                      dict(precision="bf16", attention="flash", checkpoint_activations=False),
                                      dict(precision="bf16", attention="flash", checkpoint_activations=True)])
