@@ -179,9 +179,12 @@ def test_triton_kernel_accepts_strided_heads_as_the_attention_module_makes_them(
 
 
 @triton_only
-def test_triton_block_sizes_must_suit_tl_dot():
+def test_triton_kernel_refuses_what_tl_dot_cannot_do():
     from minisora.kernels.triton_attention import triton_attention
 
     q, k, v = random_inputs(1, 1, 4, 4, 8, torch.float32, device=DEVICE)
     with pytest.raises(ValueError, match="block_keys must be a power of two of at least 16"):
         triton_attention(q, k, v, block_keys=24)
+    with pytest.raises(ValueError, match="one dtype among float32, float16 and bfloat16; got torch.float32, "
+                                         "torch.float16"):
+        triton_attention(q, k.half(), v)

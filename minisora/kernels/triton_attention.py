@@ -236,6 +236,9 @@ def triton_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                      block_keys: int = 64) -> torch.Tensor:
     """softmax(Q K^T / sqrt(d)) V with the fused Triton kernels, differentiable: (B, heads, N_q, d)."""
     check_attention_inputs(q, k, v, key_padding_mask)
+    if not q.dtype == k.dtype == v.dtype or q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"the Triton attention kernel takes q, k, v of one dtype among float32, float16 and bfloat16; "
+                         f"got {q.dtype}, {k.dtype}, {v.dtype} (cast them, or run under torch.autocast)")
     for name, block in (("block_queries", block_queries), ("block_keys", block_keys)):
         if block < 16 or block & (block - 1):
             raise ValueError(f"{name} must be a power of two of at least 16 (tl.dot's smallest tile); got {block}")

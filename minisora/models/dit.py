@@ -10,7 +10,7 @@ timesteps as noise labels, `denoisers.VPDenoiser`.
 """
 import math
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -122,6 +122,21 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+def initialize_adaln_zero(model: nn.Module, noise_embedding: nn.Module, modulations: List[nn.Linear]) -> None:
+    """DiT's initialisation: Xavier-uniform linears with zero biases, N(0, 0.02) for the noise embedding's MLP, and
+    zeros for the given adaLN modulations and for the final layer (`model.final`): with adaLN-Zero every block
+    starts as the identity and the whole network as the zero function."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    nn.init.normal_(noise_embedding.mlp[0].weight, std=0.02)
+    nn.init.normal_(noise_embedding.mlp[2].weight, std=0.02)
+    for module in [*modulations, model.final.modulation[1], model.final.linear]:
+        nn.init.zeros_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class DiT(nn.Module):
     """x (B, C, T, H, W), noise_label (B,), label (B,) -> (B, out_channels, T, H, W)."""
 
@@ -143,26 +158,17 @@ class DiT(nn.Module):
         self.initialize()
 
     def initialize(self) -> None:
-        """The paper's initialisation: Xavier-uniform linears, N(0, 0.02) embeddings, and zeros for every adaLN
-        modulation and the final linear (adaLN-Zero: each block starts as the identity, the output as 0)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        nn.init.normal_(self.noise_embedding.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.noise_embedding.mlp[2].weight, std=0.02)
+        """The paper's initialisation (`initialize_adaln_zero`), and N(0, 0.02) for the label embedding."""
+        modulations = [block.modulation[1] for block in self.blocks] if self.config.conditioning == "adaln_zero" else []
+        initialize_adaln_zero(self, self.noise_embedding, modulations)
         if self.label_embedding is not None:
             nn.init.normal_(self.label_embedding.table.weight, std=0.02)
-        zeroed = [self.final.modulation[1], self.final.linear]
-        if self.config.conditioning == "adaln_zero":
-            zeroed += [block.modulation[1] for block in self.blocks]
-        for module in zeroed:
-            nn.init.zeros_(module.weight)
-            nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        check_denoiser_inputs("DiT", self.config, x, label)
+        config = self.config
+        check_denoiser_inputs("DiT", (config.in_channels, config.frames, config.input_size, config.input_size), x,
+                              label, "label", config.num_classes > 0, f"num_classes={config.num_classes}")
         tokens = self.patch_embedding(patchify(x, self.patch)) + self.position  # (B, N, D)
         c = self.noise_embedding(noise_label.expand(x.shape[0]))  # (B, D)
         label_vector = None if label is None else self.label_embedding(label, generator)

@@ -1,5 +1,5 @@
 """The plain pre-norm transformer block of ViT (Dosovitskiy et al. 2021), and what the diffusion transformers share."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -25,8 +25,8 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.norm1(x))
+    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x), key_padding_mask=key_padding_mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -39,12 +39,11 @@ def run_block(block: nn.Module, checkpointed: bool, *inputs: torch.Tensor) -> to
     return block(*inputs)
 
 
-def check_denoiser_inputs(model: str, config, x: torch.Tensor, label: Optional[torch.Tensor]) -> None:
-    """The input checks of DiT and U-ViT: x must be (B, in_channels, frames, input_size, input_size), and a label
-    is given exactly when the config has classes."""
-    expected = (config.in_channels, config.frames, config.input_size, config.input_size)
-    if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+def check_denoiser_inputs(model: str, expected: Tuple[int, ...], x: torch.Tensor, condition: Optional[torch.Tensor],
+                          condition_name: str, conditional: bool, setting: str) -> None:
+    """The input checks of every denoiser network: x must be (B, *expected), and its condition (a label, a
+    caption) is given exactly when the network is conditional (`setting` names the config field that says so)."""
+    if x.dim() != 5 or tuple(x.shape[1:]) != tuple(expected):
         raise ValueError(f"{model} built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
-    if (label is None) != (config.num_classes == 0):
-        raise ValueError(f"{model} with num_classes={config.num_classes} needs "
-                         f"{'no label' if config.num_classes == 0 else 'a label'}")
+    if (condition is None) == conditional:
+        raise ValueError(f"{model} with {setting} needs {'a' if conditional else 'no'} {condition_name}")

@@ -66,7 +66,9 @@ class UViT(nn.Module):
             if config.final_conv else nn.Identity()
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
-        check_denoiser_inputs("U-ViT", self.config, x, label)
+        config = self.config
+        check_denoiser_inputs("U-ViT", (config.in_channels, config.frames, config.input_size, config.input_size), x,
+                              label, "label", config.num_classes > 0, f"num_classes={config.num_classes}")
         tokens = [self.noise_embedding(noise_label.expand(x.shape[0]))[:, None]]  # (B, 1, D)
         if label is not None:
             tokens.append(self.label_embedding(label)[:, None])

@@ -1,0 +1,178 @@
+"""The video DiT: attention layouts and their receptive fields, text conditioning, and the denoiser interface."""
+import pytest
+import torch
+
+from minisora.diffusion import get_sampler
+from minisora.diffusion.edm import EDMDenoiser
+from minisora.diffusion.flow import FlowDenoiser, Path
+from minisora.diffusion.guidance import GuidedDenoiser
+from minisora.diffusion.schedules import karras_sigmas
+from minisora.models.text import CAPTION, PAD, UNKNOWN, CaptionTokenizer
+from minisora.models.video_dit import (LAYOUTS, VideoDiT, VideoDiTBlock, VideoDiTConfig, block_windows,
+                                       group_into_windows, ungroup_windows)
+
+CAPTIONS = ["a red circle moving left", "a blue square moving up", "a green triangle moving right"]
+TOKENIZER = CaptionTokenizer.from_captions(CAPTIONS)
+
+
+def small_config(**fields):
+    base = dict(frames=4, height=8, width=8, in_channels=3, patch_size=2, temporal_patch=1, hidden=32, depth=2,
+                heads=2, vocabulary_size=len(TOKENIZER), caption_length=8, text_hidden=32, text_depth=1,
+                window=(2, 2, 2))
+    return VideoDiTConfig(**{**base, **fields})
+
+
+def randomize_zeros(module: torch.nn.Module, seed: int = 0) -> None:
+    """adaLN-Zero starts every block as the identity; give the zero-initialised weights values to see through."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if parameter.abs().max() == 0:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+
+
+@torch.no_grad()
+def token_influence(block: VideoDiTBlock, tokens: int, dim: int) -> torch.Tensor:
+    """(N, N) booleans: whether changing input token j changes output token i. Batch item j + 1 has token j
+    perturbed; in float64 an output that does not depend on it stays within rounding (1e-10) of item 0's, where a
+    real dependence moves it by ~0.1."""
+    block = block.double()
+    x = torch.randn(1, tokens, dim, dtype=torch.float64).repeat(tokens + 1, 1, 1)
+    x[torch.arange(1, tokens + 1), torch.arange(tokens)] += torch.randn(tokens, dim, dtype=torch.float64)
+    out = block(x, torch.randn(1, dim, dtype=torch.float64).expand(tokens + 1, dim), None, None)
+    return ((out[1:] - out[:1]).abs() > 1e-10).any(dim=-1).T  # (output token i, perturbed token j)
+
+
+def same_window(grid, window) -> torch.Tensor:
+    """(N, N): whether tokens i and j, in (t, h, w) order, fall in the same window of the grid."""
+    t, h, w = torch.meshgrid(*(torch.arange(size) for size in grid), indexing="ij")
+    cells = [coordinate.flatten() // side for coordinate, side in zip((t, h, w), window)]
+    return torch.stack([cell[:, None] == cell[None, :] for cell in cells]).all(dim=0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_block_sees_exactly_its_windows(layout):
+    config = small_config(layout=layout, vocabulary_size=0)
+    grid = (4, 4, 4)
+    for index, window in enumerate(block_windows(config)):
+        torch.manual_seed(index)
+        block = VideoDiTBlock(config, window)
+        randomize_zeros(block)
+        influence = token_influence(block, 64, config.hidden)
+        assert torch.equal(influence, same_window(grid, window)), (layout, index, window)
+
+
+def test_layouts_choose_the_papers_windows():
+    grid = (4, 4, 4)
+    spatial, temporal = (1, 4, 4), (4, 1, 1)
+    assert block_windows(small_config(layout="spacetime", depth=3)) == [grid] * 3
+    assert block_windows(small_config(layout="latte_interleaved", depth=4)) == [spatial, temporal] * 2
+    assert block_windows(small_config(layout="latte_late_fusion", depth=4)) == [spatial] * 2 + [temporal] * 2
+    assert block_windows(small_config(layout="walt_windows", depth=4)) == [spatial, (2, 2, 2)] * 2
+
+
+def test_stacked_layouts_reach_where_they_should():
+    """Two blocks: a spatial then a temporal block reach every token (factorised attention covers spacetime); a
+    spatial block then 2-frame windows never let frame 2 influence frame 0 (W.A.L.T's local spacetime windows)."""
+    @torch.no_grad()
+    def frame_influence(layout):  # (output frame, perturbed input frame)
+        torch.manual_seed(0)
+        model = VideoDiT(small_config(layout=layout, vocabulary_size=0)).double()
+        randomize_zeros(model)
+        x = torch.randn(1, 3, 4, 8, 8, dtype=torch.float64).repeat(5, 1, 1, 1, 1)
+        for frame in range(4):
+            x[frame + 1, :, frame] += torch.randn(3, 8, 8, dtype=torch.float64)
+        out = model(x, torch.full((5,), 0.5, dtype=torch.float64))
+        return ((out[1:] - out[:1]).abs() > 1e-10).any(dim=4).any(dim=3).any(dim=1).T
+
+    assert frame_influence("latte_interleaved").all()
+    assert torch.equal(frame_influence("walt_windows"), torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1],
+                                                                     [0, 0, 1, 1]], dtype=torch.bool))
+
+
+def test_windows_group_and_ungroup_exactly():
+    tokens = torch.randn(2, 4 * 6 * 8, 5)
+    for window in [(1, 6, 8), (4, 1, 1), (2, 3, 4), (4, 6, 8)]:
+        groups = group_into_windows(tokens, (4, 6, 8), window)
+        size = window[0] * window[1] * window[2]
+        assert groups.shape == (2 * 4 * 6 * 8 // size, size, 5)
+        assert torch.equal(ungroup_windows(groups, (4, 6, 8), window, 2), tokens)
+
+
+def test_starts_as_the_zero_function_and_the_caption_matters():
+    torch.manual_seed(0)
+    model = VideoDiT(small_config())
+    x, noise_label = torch.randn(2, 3, 4, 8, 8), torch.rand(2)
+    captions = TOKENIZER.encode(CAPTIONS[:2], 8)
+    assert model(x, noise_label, captions).abs().max() == 0  # adaLN-Zero
+    randomize_zeros(model)
+    first, swapped = model(x, noise_label, captions), model(x, noise_label, captions.flip(0))
+    assert not torch.allclose(first[0], swapped[0])
+    # padding is ignored: a longer caption budget with the same words gives the same output
+    wider = VideoDiT(small_config(caption_length=12))
+    wider.load_state_dict({**model.state_dict(), "text_encoder.position": torch.cat(
+        [model.text_encoder.position, torch.zeros(1, 4, 32)], dim=1)})
+    torch.testing.assert_close(wider(x, noise_label, TOKENIZER.encode(CAPTIONS[:2], 12)), first)
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2m", "euler_ancestral"])
+def test_every_sampler_drives_it_behind_the_edm_denoiser_with_guidance(sampler):
+    torch.manual_seed(0)
+    network = VideoDiT(small_config(noise_label_scale=250.0))
+    randomize_zeros(network)
+    guided = GuidedDenoiser(EDMDenoiser(network, sigma_data=0.5).eval(), 3.0, {"caption": PAD})
+    sigmas = karras_sigmas(4)
+    noise = torch.randn(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * sigmas[0]
+    with torch.no_grad():
+        samples = get_sampler(sampler)(guided, noise, sigmas, cond={"caption": TOKENIZER.encode(CAPTIONS[:2], 8)},
+                                       generator=torch.Generator().manual_seed(2))
+    assert samples.shape == noise.shape and torch.isfinite(samples).all()
+
+
+def test_flow_samplers_drive_it_too():
+    torch.manual_seed(0)
+    network = VideoDiT(small_config(noise_label_scale=1000.0))
+    randomize_zeros(network)
+    denoiser = FlowDenoiser(network, Path("linear"), "velocity").eval()
+    sigmas = karras_sigmas(4)
+    noise = torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * sigmas[0]
+    with torch.no_grad():
+        samples = get_sampler("flow_heun")(denoiser, noise, sigmas,
+                                           cond={"caption": TOKENIZER.encode(CAPTIONS[:1], 8)})
+    assert torch.isfinite(samples).all()
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    gradients = []
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        model = VideoDiT(small_config(layout="walt_windows", checkpoint_activations=checkpointed))
+        randomize_zeros(model)
+        model(torch.randn(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.rand(2),
+              TOKENIZER.encode(CAPTIONS[:2], 8)).square().mean().backward()
+        gradients.append([p.grad for p in model.parameters()])
+    for plain, recomputed in zip(*gradients):
+        torch.testing.assert_close(recomputed, plain)
+
+
+def test_tokenizer_round_trip_and_unknown_words():
+    ids = TOKENIZER.encode(["A red circle, moving LEFT.", "a purple circle"], 8)
+    assert ids[0, 0] == CAPTION and ids[0, 6:].tolist() == [PAD, PAD]
+    assert TOKENIZER.decode(ids)[0] == "a red circle moving left"
+    assert ids[1, 2] == UNKNOWN
+    with pytest.raises(ValueError, match="has 5 words; the model takes 3"):
+        TOKENIZER.encode(CAPTIONS[:1], 4)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
+        VideoDiT(small_config(layout="diagonal"))
+    with pytest.raises(ValueError, match="window \\(3, 2, 2\\) does not tile the token grid"):
+        VideoDiT(small_config(layout="walt_windows", window=(3, 2, 2)))
+    model = VideoDiT(small_config())
+    with pytest.raises(ValueError, match="needs a caption \\(ids from CaptionTokenizer.encode\\)"):
+        model(torch.randn(1, 3, 4, 8, 8), torch.rand(1))
+    with pytest.raises(ValueError, match="built for inputs \\(B, 3, 4, 8, 8\\)"):
+        model(torch.randn(1, 3, 5, 8, 8), torch.rand(1), TOKENIZER.encode(CAPTIONS[:1], 8))
+    with pytest.raises(ValueError, match="caption ids \\(B, 8\\) of dtype long"):
+        model(torch.randn(1, 3, 4, 8, 8), torch.rand(1), torch.zeros(1, 8))
