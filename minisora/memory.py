@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from .models.dit import DiT, DiTConfig
+from .train.precision import PRECISIONS
 
 
 def _status_kilobytes(field: str) -> int:
@@ -76,7 +77,7 @@ def measure_peak_memory(prepare: Callable, *arguments) -> int:
 # The planner: what one training step of a spacetime DiT on video latents holds in memory, counted tensor by tensor.
 
 GIB = 2**30
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+BYTES = {name: (dtype or torch.float32).itemsize for name, dtype in PRECISIONS.items()}  # per value, by precision
 
 
 @dataclass

@@ -1,15 +1,12 @@
 """The hand-written FlashAttention (minisora.kernels) against a float64 reference: outputs and all three input
 gradients, odd lengths, padding masks, and the memory it does not keep."""
-import importlib.util
-
 import pytest
 import torch
 
-from minisora.kernels import flash_attention
+from minisora.kernels import TRITON_AVAILABLE, flash_attention
 from minisora.kernels.tiled import tiled_attention
 from minisora.models.attention import Attention, attention_math
 
-HAVE_TRITON = importlib.util.find_spec("triton") is not None
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -126,7 +123,7 @@ def test_clear_errors_for_bad_inputs():
 
 # The Triton kernel: compiled on a CUDA GPU, interpreted on CPU tensors otherwise (tests/conftest.py sets
 # TRITON_INTERPRET=1 there). The interpreter is slow, so the CPU cases stay small.
-triton_only = pytest.mark.skipif(not HAVE_TRITON, reason="triton is not installed (pip install triton)")
+triton_only = pytest.mark.skipif(not TRITON_AVAILABLE, reason="triton is not installed (pip install triton)")
 TRITON_DTYPES = [torch.float32, torch.float16] + (
     [torch.bfloat16] if DEVICE == "cuda" else [])  # Triton's interpreter computes bfloat16 dots wrongly
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}

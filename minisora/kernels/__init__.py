@@ -12,14 +12,13 @@ import torch
 from .tiled import tiled_attention
 
 
-def triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None  # looked up once, not on every attention call
 
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """softmax(Q K^T / sqrt(d)) V without the N x N matrix: the Triton kernel on a GPU, the tiled loops elsewhere."""
-    if q.is_cuda and triton_available():
+    if q.is_cuda and TRITON_AVAILABLE:
         from .triton_attention import triton_attention
 
         return triton_attention(q, k, v, key_padding_mask)

@@ -28,7 +28,7 @@ class MixedPrecision:
         self.precision, self.device_type, self.dtype = precision, device_type, PRECISIONS[precision]
         self.max_skipped_in_a_row, self.learning_rate = max_skipped_in_a_row, learning_rate
         self.scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")
-        self.skipped_in_a_row, self.skipped_total = 0, 0
+        self.skipped_in_a_row = 0
 
     def autocast(self):
         """The context to run the forward pass and the loss in."""
@@ -58,7 +58,6 @@ class MixedPrecision:
 
     def skip(self, step: int, loss: torch.Tensor) -> None:
         self.skipped_in_a_row += 1
-        self.skipped_total += 1
         scale = f"; float16 loss scale now {self.scaler.get_scale() / 2:g}" if self.scaler.is_enabled() else ""
         warnings.warn(f"step {step} skipped: non-finite gradients (loss {loss.item():.4g}){scale}", RuntimeWarning)
         if self.skipped_in_a_row >= self.max_skipped_in_a_row:
@@ -68,9 +67,8 @@ class MixedPrecision:
                 f"(now {self.precision})")
 
     def state_dict(self) -> dict:
-        return {"scaler": self.scaler.state_dict(), "skipped_in_a_row": self.skipped_in_a_row,
-                "skipped_total": self.skipped_total}
+        return {"scaler": self.scaler.state_dict(), "skipped_in_a_row": self.skipped_in_a_row}
 
     def load_state_dict(self, state: dict) -> None:
         self.scaler.load_state_dict(state["scaler"])
-        self.skipped_in_a_row, self.skipped_total = state["skipped_in_a_row"], state["skipped_total"]
+        self.skipped_in_a_row = state["skipped_in_a_row"]
