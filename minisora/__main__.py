@@ -1,32 +1,63 @@
-"""The command line: `python -m minisora train --preset toy2d|images|vae [--key=value ...]`,
-`python -m minisora data [--key=value ...]` (write a tiny video dataset to disk) and
-`python -m minisora memory --preset 256px|480p|tiny [--key=value ...]` (will a training configuration fit the GPU?)."""
+"""The command line:
+  python -m minisora train --preset tiny|shapes64|ball64|toy2d|images|vae [--key=value ...]   train from a preset
+  python -m minisora sample --checkpoint runs/tiny/model.pt --prompt "a small red circle moving right slowly"
+  python -m minisora data [--key=value ...]         write a tiny video dataset to disk (.mp4 files + captions.jsonl)
+  python -m minisora memory --preset 256px|480p|tiny [--key=value ...]   will a training configuration fit the GPU?
+"""
 import argparse
 import sys
+from dataclasses import replace
 
 from .config import apply_overrides
 
-PRESETS = ("toy2d", "images", "vae")
+VIDEO_PRESETS = ("tiny", "shapes64", "ball64")
+PRESETS = VIDEO_PRESETS + ("toy2d", "images", "vae")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minisora", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m minisora", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model from a preset; override any field as --key=value")
-    train.add_argument("--preset", default="toy2d", choices=PRESETS, help="which configuration to start from")
+    train.add_argument("--preset", default="tiny", choices=PRESETS, help="which configuration to start from")
+    sample = commands.add_parser("sample", help="generate videos from a trained text-to-video model")
+    sample.add_argument("--checkpoint", default="runs/tiny/model.pt", help="model.pt of a text-to-video run")
+    sample.add_argument("--prompt", action="append", required=True, help="a caption (repeat for several)")
+    sample.add_argument("--sampler", default="heun", help="any name in minisora.diffusion.SAMPLERS")
+    sample.add_argument("--steps", type=int, default=30, help="sampler steps")
+    sample.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale (1 = none)")
+    sample.add_argument("--num", type=int, default=4, help="videos per prompt")
+    sample.add_argument("--seed", type=int, default=0, help="the same seed gives the same videos")
+    sample.add_argument("--out", default="samples", help="folder for the videos")
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     memory = commands.add_parser("memory", help="plan a training step's GPU memory; override any field as --key=value")
     memory.add_argument("--preset", default="256px", choices=("256px", "480p", "tiny"), help="configuration to plan")
     arguments, overrides = parser.parse_known_args(argv)
+    if arguments.command == "sample":
+        if overrides:
+            parser.error(f"sample takes no {' '.join(overrides)}; see python -m minisora sample --help")
+        from .diffusion import SAMPLERS
+        if arguments.sampler not in SAMPLERS:
+            parser.error(f"unknown sampler {arguments.sampler!r}; choose one of {', '.join(sorted(SAMPLERS))}")
+        from .train.video import run_sample
+        try:
+            run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
+                       arguments.num, arguments.seed, arguments.out)
+        except (ValueError, FileNotFoundError) as error:
+            parser.exit(2, f"error: {error}\n")
+        return 0
     if arguments.command == "data":
         from .data.tiny import TinyDataConfig as Config, write_tiny_dataset as run
     elif arguments.command == "memory":
-        from dataclasses import replace
-
         from .memory import MEMORY_PRESETS, run_memory as run
 
         def Config():
             return replace(MEMORY_PRESETS[arguments.preset])
+    elif arguments.preset in VIDEO_PRESETS:
+        from .train.video import VIDEO_PRESETS as presets, run_video as run
+
+        def Config():
+            return replace(presets[arguments.preset])
     elif arguments.preset == "toy2d":
         from .train.toy2d import Toy2DConfig as Config, run_toy2d as run
     elif arguments.preset == "images":

@@ -14,7 +14,7 @@ LESSONS = sorted(path.name.split("_")[0] for path in (ROOT / "lessons" / "exerci
 
 
 def test_there_are_exercises_for_the_written_lessons():
-    assert {f"lesson{number:02d}" for number in range(1, 12)} <= set(LESSONS)
+    assert {f"lesson{number:02d}" for number in range(1, 13)} <= set(LESSONS)
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

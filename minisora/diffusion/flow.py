@@ -22,7 +22,8 @@ from .samplers import _noise_like, integrate_in_time
 from .score_sde import VPSDE
 
 PATHS = ("linear", "gvp", "vp")
-FLOW_PREDICTIONS = ("velocity", "noise", "score")
+FLOW_PREDICTIONS = ("velocity", "noise", "score", "data")
+DATA_PREDICTION_MIN_SIGMA = 0.05  # the data prediction's loss divides by sigma_t; below this it divides by this
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,9 @@ class Path:
 
 def x0_from_prediction(path: Path, x_t: torch.Tensor, t: torch.Tensor, output: torch.Tensor,
                        prediction: str) -> torch.Tensor:
-    """x_0 from a velocity, noise or score prediction at (x_t, t); t is (B,)."""
+    """x_0 from a velocity, noise, score or data prediction at (x_t, t); t is (B,)."""
+    if prediction == "data":
+        return output
     alpha, sigma = append_dims(path.alpha(t), x_t), append_dims(path.sigma(t), x_t)
     if prediction == "velocity":
         d_alpha, d_sigma = append_dims(path.d_alpha(t), x_t), append_dims(path.d_sigma(t), x_t)
@@ -96,7 +99,7 @@ def x0_from_prediction(path: Path, x_t: torch.Tensor, t: torch.Tensor, output: t
 
 
 def flow_target(path: Path, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
-    """The regression target of each prediction (SiT, Section 2.2): u_t, eps, or the score -eps / sigma_t."""
+    """The regression target of each prediction (SiT, Section 2.2): u_t, eps, the score -eps / sigma_t, or x_0."""
     if prediction == "velocity":
         # u_t = alpha'_t x_0 + sigma'_t eps
         return append_dims(path.d_alpha(t), x0) * x0 + append_dims(path.d_sigma(t), x0) * noise
@@ -104,6 +107,8 @@ def flow_target(path: Path, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tens
         return noise
     if prediction == "score":
         return -noise / append_dims(path.sigma(t), x0)
+    if prediction == "data":
+        return x0
     raise ValueError(f"unknown prediction {prediction!r}; choose one of {FLOW_PREDICTIONS}")
 
 
@@ -127,7 +132,12 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
                        generator: Optional[torch.Generator] = None, **cond) -> torch.Tensor:
     """E_{t, x_0, eps} lambda_t || model(x_t, t) - target ||^2 (Lipman et al. 2023, Eq. 9 for the velocity; SiT,
     Section 2.2). lambda_t = 1, except for the score: sigma_t^2 (Song et al. 2021's weighting, which keeps the
-    target's variance finite as t -> 0 and makes it the noise loss)."""
+    target's variance finite as t -> 0 and makes it the noise loss) and the data: the network predicts x_0 but is
+    scored on the velocity that prediction implies, u_hat - u = (alpha' - sigma' alpha / sigma)(x0_hat - x_0), with
+    sigma_t held at DATA_PREDICTION_MIN_SIGMA or above (Li & He 2025, "Back to Basics: Let Denoising Generative Models
+    Denoise": x-prediction with the v-loss). Predicting x_0 matters when a token's patch has more values than the
+    token has width: a velocity or noise prediction cannot then reach every direction of the noise, which passes
+    through to the samples; a data prediction only has to reach the data, which lies near a low-dimensional set."""
     t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device).to(x0.dtype)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     # x_t = alpha_t x_0 + sigma_t eps
@@ -135,6 +145,10 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     error = (model(x_t, t, **cond) - flow_target(path, x0, noise, t, prediction)).pow(2)
     if prediction == "score":
         error = error * append_dims(path.sigma(t), x0) ** 2
+    if prediction == "data":
+        sigma = path.sigma(t).clamp(min=DATA_PREDICTION_MIN_SIGMA)
+        # lambda_t = (alpha'_t - sigma'_t alpha_t / sigma_t)^2: the squared velocity error per unit of x_0 error
+        error = error * append_dims(path.d_alpha(t) - path.d_sigma(t) * path.alpha(t) / sigma, x0) ** 2
     return error.mean()
 
 

@@ -12,8 +12,6 @@ import torch
 
 from tiny_datasets.shapes import CLASS_NAMES, NUM_CLASSES, ShapesDataset
 from ..diffusion import get_sampler
-from ..diffusion.edm import EDMDenoiser, edm_loss
-from ..diffusion.flow import FlowDenoiser, Path as FlowPath, flow_matching_loss
 from ..diffusion.guidance import GuidedDenoiser, drop_condition
 from ..diffusion.schedules import karras_sigmas
 from ..metrics import frechet_distance
@@ -21,8 +19,7 @@ from ..models.classifier import class_accuracy, train_classifier
 from ..models.dit import DiT, DiTConfig
 from ..models.uvit import UViT, UViTConfig
 from .loop import train_loop
-
-SIGMA_DATA = 0.5  # EDM's sigma_data for images in [-1, 1]
+from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wrap_network
 
 
 @dataclass
@@ -53,10 +50,7 @@ class ImagesConfig:
 
 def build_denoiser(config: ImagesConfig) -> torch.nn.Module:
     """The network, conditioned on the class, behind the denoiser wrapper of its objective."""
-    if config.objective not in ("edm", "flow"):
-        raise ValueError(f"unknown objective {config.objective!r}; choose 'edm' or 'flow'")
-    # both embed the noise label like DDPM's timesteps 0..999: EDM's ln(sigma)/4 spans ~[-1.5, 1.1], flow t [0, 1]
-    noise_label_scale = 250.0 if config.objective == "edm" else 1000.0
+    noise_label_scale = NOISE_LABEL_SCALES[check_objective(config.objective)]
     shared = dict(input_size=config.image_size, in_channels=3, patch_size=config.patch_size, hidden=config.hidden,
                   heads=config.heads, num_classes=NUM_CLASSES, noise_label_scale=noise_label_scale,
                   checkpoint_activations=config.checkpoint_activations)
@@ -68,9 +62,7 @@ def build_denoiser(config: ImagesConfig) -> torch.nn.Module:
         network = UViT(UViTConfig(depth=config.depth | 1, **shared))
     else:
         raise ValueError(f"unknown model {config.model!r}; choose 'dit' or 'uvit'")
-    if config.objective == "edm":
-        return EDMDenoiser(network, sigma_data=SIGMA_DATA)
-    return FlowDenoiser(network, FlowPath("linear"), "velocity")
+    return wrap_network(network, config.objective)
 
 
 def train_images(config: ImagesConfig, images: torch.Tensor, labels: torch.Tensor, progress: bool = True):
@@ -81,10 +73,7 @@ def train_images(config: ImagesConfig, images: torch.Tensor, labels: torch.Tenso
     def loss_of_batch(generator):
         index = torch.randint(len(images), (config.batch_size,), generator=generator)
         label = drop_condition(labels[index], config.class_dropout, NUM_CLASSES, generator)
-        if config.objective == "edm":
-            return edm_loss(denoiser, images[index], sigma_data=SIGMA_DATA, generator=generator, label=label)
-        return flow_matching_loss(denoiser.model, images[index], denoiser.path, "velocity", generator=generator,
-                                  label=label)
+        return objective_loss(denoiser, images[index], config.objective, generator, label=label)
 
     return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                       f"train {config.model} on shapes ({config.objective})", progress, precision=config.precision)

@@ -36,25 +36,31 @@ class MixedPrecision:
             return nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                          parameters: Iterable[torch.nn.Parameter], step: int) -> bool:
-        """Backward (scaled for float16), then the optimizer step unless the gradients are non-finite. Returns
-        whether the weights were updated."""
-        parameters = [parameter for parameter in parameters if parameter.requires_grad]
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradients of `loss` (scaled for float16)."""
         self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, parameters: Iterable[torch.nn.Parameter], step: int,
+             loss: torch.Tensor, clip_norm: float = 0.0) -> Optional[float]:
+        """The optimizer step on the accumulated gradients, after clipping their total norm to `clip_norm` (when
+        positive), unless they are non-finite. Returns the gradient norm before clipping, or None for a skipped
+        step (the weights are left as they were)."""
+        parameters = [parameter for parameter in parameters if parameter.requires_grad]
         self.scaler.unscale_(optimizer)  # the gradients are now true gradients (a no-op without scaling)
         gradient_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
         if not torch.isfinite(gradient_norm):
             self.skip(step, loss)
             self.scaler.update()  # float16: halve the scale after an overflow
-            return False
+            return None
+        if clip_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(parameters, clip_norm, gradient_norm)
         self.scaler.step(optimizer)
         self.scaler.update()
         self.skipped_in_a_row = 0
         if not torch.isfinite(torch.nn.utils.get_total_norm(parameters)):
             raise FloatingPointError(f"the weights became non-finite at step {step} (loss {loss.item():.4g}); lower "
                                      f"--learning_rate (now {self.learning_rate})")
-        return True
+        return gradient_norm.item()
 
     def skip(self, step: int, loss: torch.Tensor) -> None:
         self.skipped_in_a_row += 1

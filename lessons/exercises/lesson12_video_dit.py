@@ -1,0 +1,32 @@
+"""Lesson 12 exercises: which tokens a video transformer lets attend to which — the windows of each layout, and
+cutting a token sequence into those windows and back (ViViT; Latte; W.A.L.T). Check with
+`pytest -m lesson12 --impl=exercises`."""
+from typing import List, Tuple
+
+import torch
+
+from minisora.models.video_dit import VideoDiTConfig
+
+REFERENCE_MODULES = ("minisora.models.video_dit",)
+
+
+def block_windows(config: VideoDiTConfig) -> List[Tuple[int, int, int]]:
+    """Lesson 12: the attention window (t, h, w) of every block, in tokens, for config.layout: "spacetime" the whole
+    grid in every block; "latte_interleaved" spatial (1, H', W') and temporal (T', 1, 1) blocks alternating, spatial
+    first; "latte_late_fusion" the first depth // 2 blocks spatial, the rest temporal; "walt_windows" spatial
+    alternating with config.window (a ValueError if its sides do not divide the grid). An unknown layout raises
+    ValueError. The grid is `token_grid(config)`."""
+    raise NotImplementedError("Lesson 12: the windows of each layout")
+
+
+def group_into_windows(tokens: torch.Tensor, grid: Tuple[int, int, int],
+                       window: Tuple[int, int, int]) -> torch.Tensor:
+    """Lesson 12: (B, T H W, D) tokens in (t, h, w) order -> (B * windows, t h w, D): one attention sequence per
+    window, windows ordered batch first, then by their position in time, height, width."""
+    raise NotImplementedError("Lesson 12: tokens into windows")
+
+
+def ungroup_windows(windows: torch.Tensor, grid: Tuple[int, int, int], window: Tuple[int, int, int],
+                    batch: int) -> torch.Tensor:
+    """Lesson 12: the inverse of group_into_windows: (B * windows, t h w, D) -> (B, T H W, D)."""
+    raise NotImplementedError("Lesson 12: windows back into tokens")

@@ -1,0 +1,40 @@
+"""The two training objectives a transformer trainer chooses between, behind one pair of functions: EDM (Karras et
+al. 2022: denoise at log-normal noise levels with the preconditioned D(x, sigma)) and flow matching (SiT, Ma et al.
+2024: the linear path's velocity at sampled times). Either way the trained model is a denoiser D(x, sigma, **cond),
+so every sampler drives it."""
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..diffusion.edm import EDMDenoiser, edm_loss
+from ..diffusion.flow import FlowDenoiser, Path as FlowPath, flow_matching_loss
+
+OBJECTIVES = ("edm", "flow")
+SIGMA_DATA = 0.5  # EDM's sigma_data for data in [-1, 1] (and for unit-variance latents it is near enough)
+# networks embed the noise label like DDPM's timesteps 0..999: EDM's ln(sigma)/4 spans ~[-1.5, 1.1], flow t [0, 1]
+NOISE_LABEL_SCALES = {"edm": 250.0, "flow": 1000.0}
+
+
+def check_objective(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+    return objective
+
+
+def wrap_network(network: nn.Module, objective: str, prediction: str = "velocity") -> nn.Module:
+    """The network behind the denoiser of its objective: EDMDenoiser, or FlowDenoiser on the linear path predicting
+    `prediction` (flow.FLOW_PREDICTIONS: the velocity, or the data for large patches)."""
+    if check_objective(objective) == "edm":
+        return EDMDenoiser(network, sigma_data=SIGMA_DATA)
+    return FlowDenoiser(network, FlowPath("linear"), prediction)
+
+
+def objective_loss(denoiser: nn.Module, x0: torch.Tensor, objective: str, generator: Optional[torch.Generator] = None,
+                   time_distribution: str = "uniform", time_shift: float = 1.0, **cond) -> torch.Tensor:
+    """The loss of `objective` on clean data x0 (B, ...): EDM's weighted denoising loss, or flow matching with times
+    drawn from `time_distribution` ("uniform" or "logit_normal") shifted by `time_shift` (flow only)."""
+    if check_objective(objective) == "edm":
+        return edm_loss(denoiser, x0, sigma_data=SIGMA_DATA, generator=generator, **cond)
+    return flow_matching_loss(denoiser.model, x0, denoiser.path, denoiser.prediction, time_distribution, time_shift,
+                              generator=generator, **cond)

@@ -1,0 +1,374 @@
+"""Text-to-video end to end, the way Sora is described (Brooks et al. 2024): compress videos with a VAE, train a
+diffusion transformer on spacetime patches of the latents conditioned on captions, sample latents for new captions,
+decode them. Here on a tiny world, on a CPU, from nothing: `python -m minisora train --preset tiny` runs `run_video`.
+
+  1. the data: clips of a tiny world (tiny_datasets/videos.py), rendered once; the held-out clips' captions are
+     kept out of training altogether, so the samples show whether the model composes words it saw apart
+  2. the VAE: reused from `vae_path` or OUT_DIR/vae/vae.pt, else trained there (`train.vae`); skipped in pixel space
+  3. the latents: every training clip encoded once (posterior means times the latent scale), cached in OUT_DIR
+  4. the video DiT (models/video_dit.py) with its caption encoder, trained by the shared loop with caption dropout
+  5. samples for the held-out captions with classifier-free guidance, decoded, written as mp4, GIF and frame grid,
+     and scored against the world's ground truth (scoring.py), beside an untrained model and the real clips
+
+Everything the `sample` command needs is in OUT_DIR/model.pt: the configuration, the vocabulary, the EMA weights and
+the VAE's weights (weights only: loading runs no code).
+"""
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from tiny_datasets.videos import video_dataset
+from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
+from ..diffusion import get_sampler
+from ..diffusion.guidance import GuidedDenoiser
+from ..diffusion.schedules import karras_sigmas
+from ..models.text import PAD, CaptionTokenizer, split_words
+from ..models.vae import VideoVAE
+from ..models.video_dit import VideoDiT, VideoDiTConfig
+from ..scoring import score_videos
+from .checkpoint import save_checkpoint
+from .loop import Checkpointing, Logging, train_loop
+from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wrap_network
+from .vae import VAEConfig, load_vae, run_vae
+
+SPACES = ("latent", "pixel")
+HELD_OUT_SEED_OFFSET = 7919  # the held-out clips come from seed + this
+
+
+@dataclass
+class VideoConfig:
+    dataset: str = "shapes"  # the tiny world: "shapes", "digits" or "ball"
+    image_size: int = 32  # frame side
+    num_frames: int = 16  # frames per clip (1 + 4k in latent space, for the VAE's 4x temporal compression)
+    num_clips: int = 3000  # training clips, rendered once (none with a held-out caption)
+    held_out: int = 64  # clips of another seed whose captions are never trained on: sampled and scored
+    space: str = "pixel"  # "pixel" (the frames themselves) or "latent" (the VAE's; see benchmarks/RESULTS.md)
+    vae_path: str = ""  # a trained vae.pt to reuse; "" reuses OUT_DIR/vae/vae.pt or trains one there
+    vae_steps: int = 500  # steps of the VAE when it is trained here (its preset's other settings)
+    patch_size: int = 8  # spatial patch side, in pixel (or latent) units
+    temporal_patch: int = 2  # frames per patch
+    hidden: int = 128  # token width
+    depth: int = 6  # transformer blocks
+    heads: int = 4  # attention heads
+    layout: str = "spacetime"  # which tokens attend to which: spacetime, latte_interleaved, latte_late_fusion, walt_windows
+    window: str = "1x2x2"  # walt_windows' local window t x h x w, in tokens
+    text_hidden: int = 64  # width of the caption encoder
+    text_depth: int = 2  # blocks of the caption encoder
+    caption_length: int = 12  # caption ids per clip (<caption>, words, padding)
+    objective: str = "flow"  # "flow" (SiT's linear path) or "edm"
+    prediction: str = "data"  # flow's network output: "data" (x_0, scored on the velocity) or "velocity", "noise"
+    time_distribution: str = "logit_normal"  # flow's training times: "uniform" or "logit_normal"
+    time_shift: float = 1.0  # flow's time shift towards noise (Esser et al. 2024); 1 = none
+    steps: int = 1300  # optimizer steps (about 10 minutes on 2 CPU cores for the tiny preset)
+    batch_size: int = 32  # clips per step
+    accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
+    learning_rate: float = 1e-3  # AdamW's peak
+    warmup_steps: int = 50  # linear warmup of the learning rate
+    clip_norm: float = 1.0  # gradient norm clipping (0 = off)
+    ema_decay: float = 0.995  # EMA of weights, used for sampling
+    caption_dropout: float = 0.1  # probability of training on the null caption (for classifier-free guidance)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (mixed precision is for GPUs)
+    attention_backend: str = "sdpa"  # "math", "sdpa" or "flash"
+    checkpoint_activations: bool = False  # recompute each block in the backward pass (less memory)
+    sampler: str = "heun"  # any name in minisora.diffusion.SAMPLERS
+    sampling_steps: int = 20  # sampler steps (Karras noise levels)
+    guidance: float = 4.0  # classifier-free guidance scale (1 = none)
+    checkpoint_every: int = 200  # steps between resumable checkpoints
+    resume: bool = False  # continue from OUT_DIR/checkpoint.pt
+    device: str = "cpu"  # "cpu" or "cuda"
+    seed: int = 0  # seeds data, initialisation, training and sampling
+    out_dir: str = "runs/tiny"  # model.pt, samples.gif/.mp4/.png, loss.png, metrics.jsonl, metrics.json
+
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+        check_objective(self.objective)
+
+
+GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, temporal_patch=1, num_clips=20000,
+                  held_out=128, hidden=384, depth=12, heads=6, steps=20000, batch_size=64, learning_rate=3e-4,
+                  precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda")
+VIDEO_PRESETS = {
+    "tiny": VideoConfig(),  # 2 CPU cores, about 10 minutes
+    # for one 24 GB GPU (not yet run on one): 64x64 clips in latent space, a DiT-S-sized model
+    "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),
+    "ball64": VideoConfig(dataset="ball", out_dir="runs/ball64", **GPU_PRESET),
+}
+
+
+def parse_window(text: str) -> Tuple[int, int, int]:
+    try:
+        window = tuple(int(side) for side in text.lower().split("x"))
+    except ValueError:
+        window = ()
+    if len(window) != 3 or min(window) < 1:
+        raise ValueError(f"window {text!r} must be three positive sides t x h x w, e.g. 1x2x2")
+    return window
+
+
+def held_out_clips(config: VideoConfig) -> Tuple[torch.Tensor, List[str]]:
+    """The clips (N, 3, T, H, W) and captions that are sampled and scored, from a seed the training never uses."""
+    world = video_dataset(config.dataset, num_items=config.held_out, image_size=config.image_size,
+                          num_frames=config.num_frames, seed=config.seed + HELD_OUT_SEED_OFFSET)
+    return world.tensors()
+
+
+def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progress: bool = True
+                   ) -> Tuple[torch.Tensor, List[str]]:
+    """num_clips clips of the world whose captions are not among the held-out ones: (videos, captions)."""
+    from tqdm.auto import tqdm
+
+    world = video_dataset(config.dataset, num_items=10**9, image_size=config.image_size,
+                          num_frames=config.num_frames, seed=config.seed)
+    excluded, videos, captions, index = set(held_out_captions), [], [], 0
+    with tqdm(total=config.num_clips, desc=f"render {config.dataset} clips", disable=not progress) as bar:
+        while len(videos) < config.num_clips:
+            caption = world.caption(world.tracks(index))
+            if caption not in excluded:
+                videos.append(world[index]["video"])
+                captions.append(caption)
+                bar.update()
+            index += 1
+            if index > 100 * config.num_clips:
+                raise ValueError(f"the held-out captions leave too few for {config.num_clips} training clips; "
+                                 f"lower held_out ({config.held_out})")
+    return torch.stack(videos), captions
+
+
+def prepare_vae(config: VideoConfig, progress: bool = True) -> Optional[VideoVAE]:
+    """The VAE of a latent-space run: loaded from vae_path, or reused from OUT_DIR/vae, or trained there."""
+    if config.space == "pixel":
+        return None
+    path = Path(config.vae_path) if config.vae_path else Path(config.out_dir) / "vae" / "vae.pt"
+    if not path.is_file():
+        if config.vae_path:
+            raise FileNotFoundError(f"no VAE at vae_path={config.vae_path}; train one with `python -m minisora train "
+                                    f"--preset vae`, or leave vae_path empty to train one here")
+        run_vae(VAEConfig(dataset=config.dataset, image_size=config.image_size, num_frames=config.num_frames,
+                          steps=config.vae_steps, checkpoint_every=config.vae_steps, seed=config.seed,
+                          out_dir=str(path.parent)))
+    vae = load_vae(path)
+    if vae.config.in_channels != 3:
+        raise ValueError(f"the VAE at {path} encodes {vae.config.in_channels} channels, not RGB video")
+    return vae
+
+
+@torch.no_grad()
+def encode(vae: Optional[VideoVAE], videos: torch.Tensor, batch_size: int = 32, progress: bool = True
+           ) -> torch.Tensor:
+    """What the DiT learns: scaled latent means (N, z, t, h, w), or the videos themselves in pixel space."""
+    from tqdm.auto import tqdm
+
+    if vae is None:
+        return videos
+    return torch.cat([vae.to_latents(videos[start:start + batch_size])
+                      for start in tqdm(range(0, len(videos), batch_size), desc="encode latents",
+                                        disable=not progress)])
+
+
+@torch.no_grad()
+def decode(vae: Optional[VideoVAE], latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Videos (N, 3, T, H, W) in [-1, 1] from what the DiT samples."""
+    if vae is None:
+        return latents.clamp(-1, 1)
+    return torch.cat([vae.from_latents(latents[start:start + batch_size]).clamp(-1, 1)
+                      for start in range(0, len(latents), batch_size)])
+
+
+def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_size: int) -> torch.nn.Module:
+    """The video DiT for data (C, T, H, W), conditioned on captions, behind its objective's denoiser."""
+    channels, frames, height, width = data_shape
+    network = VideoDiT(VideoDiTConfig(
+        frames=frames, height=height, width=width, in_channels=channels, patch_size=config.patch_size,
+        temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
+        layout=config.layout, window=parse_window(config.window), vocabulary_size=vocabulary_size,
+        caption_length=config.caption_length, text_hidden=config.text_hidden, text_depth=config.text_depth,
+        attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
+        noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
+    return wrap_network(network, config.objective, config.prediction)
+
+
+def drop_captions(ids: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace whole captions (B, M) by the null caption (all padding) with the given probability."""
+    dropped = torch.rand(ids.shape[0], generator=generator) < probability
+    return torch.where(dropped[:, None], torch.full_like(ids, PAD), ids)
+
+
+def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tensor, vocabulary_size: int,
+                progress: bool = True, on_save=None):
+    """Train the video DiT on data (N, C, T, H, W) with caption ids (N, M); returns (ema denoiser, losses)."""
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    denoiser = build_denoiser(config, data.shape[1:], vocabulary_size).to(device)
+
+    def loss_of_batch(generator):
+        index = torch.randint(len(data), (config.batch_size,), generator=generator)
+        ids = drop_captions(caption_ids[index], config.caption_dropout, generator)
+        return objective_loss(denoiser, data[index].to(device), config.objective, generator,
+                              config.time_distribution, config.time_shift, caption=ids.to(device))
+
+    out = Path(config.out_dir)
+    checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
+                                  may_differ=("resume", "checkpoint_every", "out_dir", "sampler", "sampling_steps",
+                                              "guidance"), on_save=on_save)
+    return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
+                      f"train the video DiT on {config.dataset}", progress, checkpointing, config.precision,
+                      config.warmup_steps, config.accumulation, config.clip_norm, logging=Logging(out / "metrics.jsonl"))
+
+
+@torch.no_grad()
+def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], sampler: str,
+                   steps: int, guidance: float, seed: int) -> torch.Tensor:
+    """One sample (N, C, T, H, W) per caption (N, M), guided, on Karras noise levels."""
+    device = next(denoiser.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    sigmas = karras_sigmas(steps).to(device)
+    noise = torch.randn(len(caption_ids), *data_shape, generator=generator).to(device) * sigmas[0]
+    guided = GuidedDenoiser(denoiser.eval(), guidance, {"caption": PAD})
+    return get_sampler(sampler)(guided, noise, sigmas, cond={"caption": caption_ids.to(device)},
+                                generator=generator).cpu()
+
+
+def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", columns: int = 8) -> None:
+    """A batch of videos as NAME.gif and NAME.mp4 (tiled, `columns` across) and NAME.png (a row per video, up to 8)."""
+    tiled = tile_videos(videos, columns=min(columns, len(videos)), gap=2)
+    write_gif(out / f"{name}.gif", tiled, scale=2)
+    write_video(out / f"{name}.mp4", tiled.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+    write_frame_grid(out / f"{name}.png", videos[:8])
+
+
+def save_model(path: Path, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
+               denoiser: torch.nn.Module, vae: Optional[VideoVAE]) -> Path:
+    """Everything `sample` needs, as tensors, numbers and strings (loadable with weights_only=True)."""
+    return save_checkpoint(path, {
+        "kind": "minisora text-to-video", "config": asdict(config), "words": tokenizer.words,
+        "data_shape": list(data_shape), "model": denoiser.state_dict(),
+        "vae": None if vae is None else {"config": asdict(vae.config), "model": vae.state_dict()}})
+
+
+def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
+    """(config, tokenizer, data shape, EMA denoiser, VAE or None) from a model.pt written by `save_model`; a file
+    that is not one is a clear error."""
+    from ..models.vae import VideoVAEConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model at {path}; train one with `python -m minisora train --preset tiny`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several kinds for a damaged or foreign file
+        raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("kind") != "minisora text-to-video":
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not a text-to-video model written by `train --preset tiny` (it holds {found}); "
+                         f"pass OUT_DIR/model.pt of such a run")
+    known = {field.name for field in fields(VideoConfig)}
+    config = VideoConfig(**{key: value for key, value in state["config"].items() if key in known})
+    tokenizer = CaptionTokenizer(state["words"][3:])
+    data_shape = tuple(state["data_shape"])
+    denoiser = build_denoiser(config, data_shape, len(tokenizer))
+    try:
+        denoiser.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(f"{path}: its weights do not fit the configuration it names ({str(error)[:300]})") from None
+    vae = None
+    if state["vae"] is not None:
+        vae = VideoVAE(VideoVAEConfig(**state["vae"]["config"]))
+        vae.load_state_dict(state["vae"]["model"])
+        vae.eval()
+    return config, tokenizer, data_shape, denoiser.eval(), vae
+
+
+def score_samples(denoiser, tokenizer, vae, captions, config: VideoConfig, data_shape) -> Tuple[dict, torch.Tensor]:
+    """Guided samples for `captions`, decoded and scored against the world: (scores, videos)."""
+    ids = tokenizer.encode(captions, config.caption_length)
+    latents = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
+                             config.seed + 1)
+    videos = decode(vae, latents)
+    return score_videos(videos, captions, config.dataset), videos
+
+
+def describe_scores(scores: dict) -> str:
+    """One line: adherence (with each attribute), motion consistency, permanence."""
+    attributes = ", ".join(f"{name} {scores[name]:.0%}" for name in ("colour", "shape", "direction") if name in scores)
+    return (f"adherence {scores['adherence']:.0%} ({attributes}), motion {scores['motion']:.0%}, permanence "
+            f"{scores['permanence']:.0%}")
+
+
+def run_video(config: VideoConfig, progress: bool = True) -> dict:
+    """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics."""
+    from ..plotting import draw_loss_curve
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    held_out_videos, held_out_captions = held_out_clips(config)
+    videos, captions = training_clips(config, held_out_captions, progress)
+    vae = prepare_vae(config, progress)
+    vae_seconds = time.time() - start
+    data = encode(vae, videos, progress=progress)
+    tokenizer = CaptionTokenizer.from_captions(captions)
+    caption_ids = tokenizer.encode(captions, config.caption_length)
+    data_shape = tuple(data.shape[1:])
+    prepared = time.time()
+    denoiser, losses = train_video(config, data, caption_ids, len(tokenizer), progress)
+    train_seconds = time.time() - prepared
+    denoiser = denoiser.cpu()
+    save_model(out / "model.pt", config, tokenizer, data_shape, denoiser, vae)
+    scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
+    torch.manual_seed(config.seed + 2)
+    untrained, _ = score_samples(build_denoiser(config, data_shape, len(tokenizer)), tokenizer, vae,
+                                 held_out_captions, config, data_shape)
+    reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
+    if vae is not None:
+        reference["VAE reconstructions"] = score_videos(decode(vae, encode(vae, held_out_videos, progress=False)),
+                                                        held_out_captions, config.dataset)
+    write_samples(samples, out)
+    (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
+    draw_loss_curve(losses, out / "loss.png")
+    metrics = {"trained": scores, "untrained": untrained, **reference, "data_shape": list(data_shape),
+               "parameters": sum(p.numel() for p in denoiser.parameters()), "prepare_seconds": round(vae_seconds, 1),
+               "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
+               "config": asdict(config)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"trained {config.steps} steps in {train_seconds:.0f} s ({time.time() - start:.0f} s in all); "
+          f"{len(held_out_captions)} samples for captions never trained on, scored against the world:")
+    for name in ("trained", "untrained", *reference):
+        row = metrics[name]
+        print(f"  {name:<20} {describe_scores(row)}")
+    print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt, loss.png, metrics.jsonl "
+          f"and metrics.json")
+    return metrics
+
+
+def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", steps: int = 30, cfg: float = 4.0,
+               num: int = 4, seed: int = 0, out: str = "samples") -> dict:
+    """`python -m minisora sample`: `num` videos per prompt from a model.pt, written as OUT/NN.mp4 and .gif and one
+    tiled OUT/samples.gif, and scored against the model's world where the prompt names what the world can show."""
+    config, tokenizer, data_shape, denoiser, vae = load_model(checkpoint)
+    unknown = sorted({word for prompt in prompts for word in split_words(prompt) if word not in tokenizer.ids})
+    if unknown:
+        print(f"warning: the model never saw the words {unknown}; they are read as <unknown>. Its words: "
+              f"{' '.join(tokenizer.words[3:])}")
+    captions = [prompt for prompt in prompts for _ in range(num)]
+    ids = tokenizer.encode(captions, config.caption_length)
+    videos = decode(vae, sample_latents(denoiser, ids, data_shape, sampler, steps, cfg, seed))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, video in enumerate(videos):
+        write_video(folder / f"{index:02d}.mp4", video.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+        write_gif(folder / f"{index:02d}.gif", video, scale=4)
+    write_samples(videos, folder, columns=num)
+    (folder / "captions.txt").write_text("\n".join(captions) + "\n")
+    print(f"wrote {len(videos)} videos to {folder} (NN.mp4, NN.gif; samples.gif tiles them, a row per prompt)")
+    try:
+        scores = score_videos(videos, captions, config.dataset)
+    except ValueError as reason:
+        print(f"not scored: {reason}")
+        return {}
+    print(f"scored against the {config.dataset} world: {describe_scores(scores)}")
+    return scores

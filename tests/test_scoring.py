@@ -1,0 +1,103 @@
+"""The ground-truth scorer: real clips of every world score near 1; shuffled frames, recolouring, a vanished or a
+second object each fail the score that should catch them; the closed-form bounce equals the world's simulation."""
+import numpy as np
+import pytest
+import torch
+
+from minisora.scoring import (caption_attributes, fold, read_frame, score_video, score_videos, shape_from_fill,
+                              straight_motion_error)
+from tiny_datasets.shapes import SHAPES, Shape, render
+from tiny_datasets.videos import bounce_between_walls, video_dataset
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return {name: video_dataset(name, num_items=48, image_size=32, num_frames=17, seed=11).tensors()
+            for name in ("shapes", "ball", "digits")}
+
+
+@pytest.mark.parametrize("world", ["shapes", "ball", "digits"])
+def test_real_clips_score_near_perfect(clips, world):
+    videos, captions = clips[world]
+    scores = score_videos(videos, captions, world)
+    for name in ("adherence", "direction", "motion", "permanence"):
+        assert scores[name] >= 0.95, (name, scores)
+    assert scores["motion_error"] < 0.03
+
+
+def test_shuffled_frames_fail_motion_and_direction(clips):
+    videos, captions = clips["shapes"]
+    order = torch.randperm(17, generator=torch.Generator().manual_seed(0))
+    scores = score_videos(videos[:, :, order], captions, "shapes")
+    assert scores["motion"] < 0.1 and scores["direction"] < 0.5 and scores["adherence"] < 0.5
+    assert scores["colour"] == 1 and scores["permanence"] == 1  # what shuffling does not touch still scores
+
+
+def test_the_ball_without_gravity_fails_motion(clips):
+    videos, captions = clips["ball"]
+    reversed_in_time = videos.flip(2)  # a ball that rises faster and faster: no throw under gravity does that
+    assert score_videos(reversed_in_time, captions, "ball")["motion"] < 0.3
+
+
+def test_a_wrong_colour_fails_colour_only(clips):
+    videos, captions = clips["shapes"]
+    scores = score_videos(videos[:, [1, 2, 0]], captions, "shapes")  # red -> green-ish and so on
+    assert scores["colour"] < 0.1 and scores["adherence"] < 0.1
+    assert scores["direction"] == 1 and scores["motion"] == 1
+
+
+def test_a_vanished_or_a_second_object_fails_permanence(clips):
+    videos, captions = clips["shapes"]
+    vanished = videos[:4].clone()
+    vanished[:, :, 8] = vanished[:, :, 0, :1, :1]  # frame 8 painted with the background (a corner pixel)
+    assert all(score_video(video, caption, "shapes")["permanence"] == 0 for video, caption in
+               zip(vanished, captions))
+    second = videos[:4].clone()
+    second[:, :, :, 1:4, 1:4] = 1.0  # a white speck in the corner of every frame
+    second[:, :, :, 28:31, 28:31] = 1.0  # and another
+    assert all(score_video(video, caption, "shapes")["permanence"] == 0 for video, caption in
+               zip(second, captions))
+
+
+def test_static_shapes_are_read_by_their_fill():
+    for shape in SHAPES:
+        for size in ("small", "large"):
+            frame = render([Shape(shape, "red", size, 0.5, 0.5)], 32)[:, 0]  # (3, H, W)
+            reading = read_frame(((frame + 1) * 127.5).permute(1, 2, 0).double().numpy())
+            assert shape_from_fill(reading.fill) == shape and reading.colour == "red" and reading.blobs == 1
+            assert abs(reading.centre[0] - 0.5) < 0.04 and abs(reading.centre[1] - 0.5) < 0.04
+
+
+def test_folding_equals_the_worlds_bounces():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        low = rng.uniform(0.1, 0.3)
+        start, velocity = rng.uniform(low, 1 - low), rng.uniform(-0.2, 0.2)
+        position, speed, simulated = start, velocity, [start]
+        for _ in range(30):
+            position, speed = bounce_between_walls(position, speed, low, 1 - low)
+            simulated.append(position)
+        folded = fold(start + velocity * np.arange(31), low, 1 - low)
+        np.testing.assert_allclose(folded, simulated, atol=1e-9)
+
+
+def test_a_straight_track_with_bounces_fits_and_a_zigzag_does_not():
+    frames = np.arange(17)
+    track = np.stack([fold(0.3 + 0.05 * frames, 0.15, 0.85), fold(0.6 - 0.0325 * frames, 0.15, 0.85)], 1)
+    assert straight_motion_error(track, 0.15) < 1e-3
+    zigzag = track.copy()
+    zigzag[1::2, 0] += 0.1
+    assert straight_motion_error(zigzag, 0.15) > 0.04
+
+
+def test_captions_are_read_for_what_they_name():
+    assert caption_attributes("a small red circle moving up-left slowly", "shapes") == {
+        "colour": "red", "shape": "circle", "direction": "up-left"}
+    assert caption_attributes("a blue ball bouncing to the left", "ball") == {"colour": "blue", "direction": "left"}
+    assert caption_attributes("a 7 moving down quickly", "digits") == {"direction": "down"}
+    with pytest.raises(ValueError, match="names no direction"):
+        caption_attributes("a red circle", "shapes")
+    with pytest.raises(ValueError, match="cannot score dataset 'faces'"):
+        caption_attributes("a face moving left", "faces")
+    with pytest.raises(ValueError, match=r"takes videos \(N, 3, T, H, W\) and N captions"):
+        score_videos(torch.zeros(2, 3, 4, 32, 32), ["a red circle moving left"], "shapes")

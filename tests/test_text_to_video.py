@@ -1,0 +1,100 @@
+"""Text-to-video end to end on the CPU: a small run of the tiny preset's pipeline learns (its samples take the
+caption's colour far above chance and above the untrained model), writes its videos and model, and `python -m minisora
+sample` reads that model back (and refuses files that are not one)."""
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from minisora.config import apply_overrides
+from minisora.models.text import split_words
+from minisora.train.video import VideoConfig, held_out_clips, load_model, run_video, training_clips
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(space="pixel", num_frames=8, patch_size=8, temporal_patch=2, hidden=64, depth=2, heads=2,
+             text_hidden=32, text_depth=1, num_clips=800, held_out=48, steps=400, batch_size=16,
+             learning_rate=2e-3, warmup_steps=20, sampling_steps=10, checkpoint_every=400)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    config = VideoConfig(out_dir=str(out), **SMALL)
+    return config, run_video(config, progress=False)
+
+
+def test_a_small_run_learns_to_follow_captions_it_never_saw(small_run):
+    config, metrics = small_run
+    trained, untrained = metrics["trained"], metrics["untrained"]
+    assert metrics["real clips"]["adherence"] > 0.9  # the scorer reads the world itself correctly
+    assert trained["colour"] >= 0.6 and trained["colour"] > untrained["colour"] + 0.3  # chance is 1/4
+    out = Path(config.out_dir)
+    for name in ("samples.gif", "samples.mp4", "samples.png", "loss.png", "model.pt", "metrics.jsonl"):
+        assert (out / name).stat().st_size > 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == config.steps // 10
+    assert json.loads((out / "metrics.json").read_text())["config"]["steps"] == config.steps
+
+
+def test_held_out_captions_are_never_trained_on():
+    config = VideoConfig(num_clips=300, held_out=32)
+    _, held_out = held_out_clips(config)
+    _, training = training_clips(config, held_out, progress=False)
+    assert len(training) == 300 and not set(training) & set(held_out)
+    vocabulary = {word for caption in training for word in split_words(caption)}
+    assert all(set(split_words(caption)) <= vocabulary for caption in held_out)  # new sentences, known words
+
+
+def test_sample_command_writes_videos_and_scores_them(small_run, tmp_path):
+    config, _ = small_run
+    result = subprocess.run([sys.executable, "-m", "minisora", "sample", "--checkpoint",
+                             str(Path(config.out_dir) / "model.pt"), "--prompt", "a large red square moving right "
+                             "slowly", "--prompt", "a small blue circle moving up quickly", "--steps", "4", "--num",
+                             "2", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "scored against the shapes world: adherence" in result.stdout
+    assert sorted(path.name for path in tmp_path.glob("*.mp4")) == ["00.mp4", "01.mp4", "02.mp4", "03.mp4",
+                                                                     "samples.mp4"]
+    assert (tmp_path / "samples.gif").stat().st_size > 0
+
+
+def test_a_loaded_model_samples_what_the_trained_one_did(small_run):
+    config, _ = small_run
+    loaded_config, tokenizer, data_shape, denoiser, vae = load_model(Path(config.out_dir) / "model.pt")
+    assert loaded_config == config and vae is None and data_shape == (3, 8, 32, 32)
+    assert tokenizer.decode(tokenizer.encode(["a large red square moving right slowly"], 12)) == [
+        "a large red square moving right slowly"]
+
+
+def test_foreign_and_damaged_checkpoints_are_clear_errors(small_run, tmp_path):
+    config, _ = small_run
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"config": {}, "model": {}}, foreign)
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes((Path(config.out_dir) / "model.pt").read_bytes()[:5000])
+    for path, message in ((foreign, "is not a text-to-video model"), (damaged, "is not a readable checkpoint"),
+                          (tmp_path / "missing.pt", "no model at")):
+        result = subprocess.run([sys.executable, "-m", "minisora", "sample", "--checkpoint", str(path), "--prompt",
+                                 "a red circle moving left"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    with pytest.raises(ValueError, match=r"unknown config key 'stepz' for VideoConfig; known keys: .*steps"):
+        apply_overrides(VideoConfig(), ["--stepz=3"])
+    with pytest.raises(ValueError, match="space must be one of"):
+        VideoConfig(space="latents")
+
+
+def test_the_latent_pipeline_trains_a_vae_caches_latents_and_ships_the_vae(tmp_path):
+    config = VideoConfig(space="latent", image_size=16, num_frames=5, vae_steps=2, num_clips=24, held_out=4,
+                         patch_size=1, hidden=32, depth=1, heads=2, text_hidden=16, text_depth=1, steps=2,
+                         batch_size=4, sampling_steps=2, checkpoint_every=2, out_dir=str(tmp_path))
+    metrics = run_video(config, progress=False)
+    assert (tmp_path / "vae" / "vae.pt").is_file() and metrics["data_shape"] == [8, 2, 4, 4]
+    assert "VAE reconstructions" in metrics
+    _, _, data_shape, _, vae = load_model(tmp_path / "model.pt")
+    assert vae is not None and data_shape == (8, 2, 4, 4)
+    written = (tmp_path / "vae" / "vae.pt").stat().st_mtime_ns
+    run_video(replace(config, steps=1), progress=False)
+    assert (tmp_path / "vae" / "vae.pt").stat().st_mtime_ns == written  # reused, not trained again
