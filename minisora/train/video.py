@@ -127,9 +127,10 @@ def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progre
     excluded, videos, captions, index = set(held_out_captions), [], [], 0
     with tqdm(total=config.num_clips, desc=f"render {config.dataset} clips", disable=not progress) as bar:
         while len(videos) < config.num_clips:
-            caption = world.caption(world.tracks(index))
+            tracks = world.tracks(index)
+            caption = world.caption(tracks)
             if caption not in excluded:
-                videos.append(world[index]["video"])
+                videos.append(world.render(tracks))
                 captions.append(caption)
                 bar.update()
             index += 1
