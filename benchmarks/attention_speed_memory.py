@@ -112,10 +112,13 @@ def main():
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per backend and length")
     parser.add_argument("--gpu-batch", type=int, default=8, help="batch of the GPU table (with 16 heads)")
+    parser.add_argument("--gpu-only", action="store_true", help="skip the CPU table")
+    parser.add_argument("--gpu-lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192, 16384])
     args = parser.parse_args()
-    cpu_table(args.lengths, args.batch, args.heads, args.head_dim, args.repeats)
+    if not args.gpu_only:
+        cpu_table(args.lengths, args.batch, args.heads, args.head_dim, args.repeats)
     if torch.cuda.is_available():
-        gpu_table(args.lengths, args.gpu_batch, 16, args.head_dim, 10 * args.repeats)
+        gpu_table(args.gpu_lengths, args.gpu_batch, 16, args.head_dim, 10 * args.repeats)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 
 from .ddpm import at_timestep, predict_x0
+from ..randomness import randn
 
 
 def ddim_step(x_t: torch.Tensor, x0_hat: torch.Tensor, alpha_bar_t: torch.Tensor, alpha_bar_prev: torch.Tensor,
@@ -46,7 +47,7 @@ def ddim_sample(model: Callable, x_T: torch.Tensor, alphas_cumprod: torch.Tensor
             t_prev = torch.full_like(t, timesteps[i + 1])
             noise = None
             if eta > 0:
-                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+                noise = randn(x.shape, generator, x.device, x.dtype)
             x = ddim_step(x, x0_hat, at_timestep(alphas_cumprod, t, x), at_timestep(alphas_cumprod, t_prev, x), eta, noise)
         if callback is not None:
             callback({"t": step, "x": x, "denoised": x0_hat})

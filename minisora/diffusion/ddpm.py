@@ -12,6 +12,7 @@ from typing import Callable, Optional
 import torch
 
 from .schedules import alpha_bar_from_sigma, append_dims, sigma_from_timestep
+from ..randomness import randint, randn
 
 PREDICTIONS = ("epsilon", "x0", "v")
 
@@ -69,8 +70,8 @@ def training_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tens
 
 def noisy_batch(x0: torch.Tensor, alphas_cumprod: torch.Tensor, generator: Optional[torch.Generator] = None):
     """Algorithm 1's draws: t uniform in 0..T-1 and eps ~ N(0, I) per sample, and x_t from q(x_t | x_0); (t, eps, x_t)."""
-    t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=generator, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    t = randint(len(alphas_cumprod), (x0.shape[0],), generator, x0.device)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     return t, noise, q_sample(x0, t, alphas_cumprod, noise)
 
 
@@ -178,7 +179,7 @@ def ddpm_sample(model: Callable, x_T: torch.Tensor, alphas_cumprod: torch.Tensor
                 posterior_variance = 1 - alpha_bar / alpha_bar_prev
             elif variance == "learned":
                 posterior_variance = learned_log_variance(variance_output, t, alphas_cumprod).exp()
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            z = randn(x.shape, generator, x.device, x.dtype)
             x = mean + posterior_variance.sqrt() * z
         if callback is not None:
             callback({"t": step, "x": x, "denoised": x0_hat})

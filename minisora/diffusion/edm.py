@@ -10,6 +10,7 @@ from torch import nn
 
 from .schedules import append_dims
 from .schedules import timestep_from_sigma
+from ..randomness import randn
 
 
 def edm_preconditioning(sigma: torch.Tensor, sigma_data: float = 0.5):
@@ -50,7 +51,7 @@ class EDMDenoiser(nn.Module):
 def sample_training_sigmas(batch_size: int, p_mean: float = -1.2, p_std: float = 1.2,
                            generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
     """Training noise levels, log-normal: ln(sigma) ~ N(P_mean, P_std^2) (Karras et al. Table 1, Section 5)."""
-    return (p_mean + p_std * torch.randn(batch_size, generator=generator, device=device)).exp()
+    return (p_mean + p_std * randn((batch_size,), generator, device)).exp()
 
 
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
@@ -63,7 +64,7 @@ def edm_loss(denoiser: Callable, x0: torch.Tensor, sigma_data: float = 0.5, p_me
     """The training loss of Karras et al. Eq. 2 with Table 1's weighting:
     E_{sigma, y, n} [ lambda(sigma) || D(y + n, sigma) - y ||^2 ]."""
     sigma = sample_training_sigmas(x0.shape[0], p_mean, p_std, generator, x0.device).to(x0.dtype)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     denoised = denoiser(x0 + append_dims(sigma, x0) * noise, sigma, **cond)
     weight = append_dims(edm_loss_weight(sigma, sigma_data), x0)
     return (weight * (denoised - x0) ** 2).mean()

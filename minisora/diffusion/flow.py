@@ -20,6 +20,7 @@ from torch import nn
 from .schedules import append_dims
 from .samplers import _noise_like, integrate_in_time
 from .score_sde import VPSDE
+from ..randomness import rand, randn
 
 PATHS = ("linear", "gvp", "vp")
 FLOW_PREDICTIONS = ("velocity", "noise", "score", "data")
@@ -117,9 +118,9 @@ def sample_times(batch_size: int, distribution: str = "uniform", shift: float = 
     """Training times in (0, 1): "uniform" (SiT), "logit_normal" (Esser et al. 2024: t = sigmoid(n), n ~ N(0, 1)),
     then optionally shifted towards noise, t -> shift t / (1 + (shift - 1) t) (Esser et al. 2024's time shift)."""
     if distribution == "uniform":
-        t = torch.rand(batch_size, generator=generator, device=device)
+        t = rand((batch_size,), generator, device)
     elif distribution == "logit_normal":
-        t = torch.sigmoid(torch.randn(batch_size, generator=generator, device=device))
+        t = torch.sigmoid(randn((batch_size,), generator, device))
     else:
         raise ValueError(f"unknown time distribution {distribution!r}; choose 'uniform' or 'logit_normal'")
     if shift <= 0:
@@ -139,7 +140,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     token has width: a velocity or noise prediction cannot then reach every direction of the noise, which passes
     through to the samples; a data prediction only has to reach the data, which lies near a low-dimensional set."""
     t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device).to(x0.dtype)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     # x_t = alpha_t x_0 + sigma_t eps
     x_t = append_dims(path.alpha(t), x0) * x0 + append_dims(path.sigma(t), x0) * noise
     error = (model(x_t, t, **cond) - flow_target(path, x0, noise, t, prediction)).pow(2)

@@ -6,6 +6,7 @@ training (`drop_condition`). At sampling, the two denoisers are extrapolated (`G
 from typing import Callable, Optional
 
 import torch
+from ..randomness import rand
 
 
 def drop_condition(labels: torch.Tensor, probability: float, null_label: int,
@@ -13,7 +14,7 @@ def drop_condition(labels: torch.Tensor, probability: float, null_label: int,
     """Replace each label by `null_label` with the given probability (Ho & Salimans 2022, Algorithm 1, p_uncond)."""
     if not 0 <= probability <= 1:
         raise ValueError(f"drop probability must be in [0, 1], got {probability}")
-    dropped = torch.rand(labels.shape, generator=generator, device=labels.device) < probability
+    dropped = rand(labels.shape, generator, labels.device) < probability
     return torch.where(dropped, torch.full_like(labels, null_label), labels)
 
 

@@ -12,6 +12,7 @@ import math
 from typing import Callable, Optional
 
 import torch
+from ..randomness import randn
 
 
 def check_sampler_inputs(x: torch.Tensor, sigmas: torch.Tensor) -> None:
@@ -44,7 +45,7 @@ def to_derivative(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) 
 
 
 def _noise_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return randn(x.shape, generator, x.device, x.dtype)
 
 
 @torch.no_grad()

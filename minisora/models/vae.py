@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ..randomness import randn
 
 
 @dataclass
@@ -251,7 +252,7 @@ class DiagonalGaussian:
 
     def sample(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """z ~ q(z | x), reparameterised with eps ~ N(0, I)."""
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        noise = randn(self.mean.shape, generator, self.mean.device, self.mean.dtype)
         return reparameterize(self.mean, self.log_variance, noise)
 
     def kl(self) -> torch.Tensor:

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The checks only a CUDA GPU can make, in one go (about 12 minutes on an H100): the test suite's GPU cases (the
+# Triton kernel in bfloat16, the planner against torch.cuda.max_memory_allocated), the kernel's tile tuning, attention
+# speed against SDPA, and the 24 GB presets trained for real. Logs go to ${OUT:-benchmarks/out}/.
+#     bash benchmarks/run_gpu_checks.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOGS=${OUT:-benchmarks/out}
+mkdir -p "$LOGS"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOGS/gpu.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOGS/gpu.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_attention_kernels.py tests/test_memory_planner.py tests/test_randomness.py \
+    tests/test_mixed_precision.py 2>&1 | tee "$LOGS/gpu_tests.txt" | tail -n 15
+python3 benchmarks/attention_kernel_tuning.py 2>&1 | tee "$LOGS/attention_kernel_tuning.txt" | tail -n 8
+python3 benchmarks/attention_speed_memory.py --gpu-only 2>&1 | tee "$LOGS/attention_speed_gpu.txt" | tail -n 10
+python3 benchmarks/gpu_memory_presets.py 2>&1 | tee "$LOGS/gpu_memory_presets.txt"
