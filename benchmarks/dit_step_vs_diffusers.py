@@ -6,13 +6,10 @@ with the same configuration and random weights, in one run, and print the ratio.
 
 The two models alternate step by step, so drifts of a noisy machine hit both alike; the table reports medians.
 """
-import argparse
-import statistics
-import time
-
 import torch
 
 from minisora.models.dit import DiT, DiTConfig, count_parameters
+from peer_timing import median_seconds_in_turn, peer_arguments
 
 # (name, DiTConfig fields, batch size)
 CASES = [
@@ -52,16 +49,12 @@ def run_theirs(model, x, timesteps, labels):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per model and case")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = peer_arguments(__doc__)
     import diffusers
 
     print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, {args.threads} CPU threads, "
           f"{args.repeats} timed steps each (median), forward + backward in float32\n")
-    print(f"| case | batch | parameters (minisora / diffusers) | minisora s/step | diffusers s/step | diffusers / minisora |")
+    print("| case | batch | parameters (minisora / diffusers) | minisora s/step | diffusers s/step | diffusers / minisora |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, fields, batch in CASES:
         torch.manual_seed(0)
@@ -71,16 +64,11 @@ def main():
         timesteps = torch.randint(0, 1000, (batch,))
         labels = torch.randint(0, 1000, (batch,))
         target = torch.randn(batch, 2 * channels, size, size)
-        times = {"ours": [], "theirs": []}
-        for repeat in range(args.repeats + 2):  # two warm-up steps each
-            for key, model, run in (("ours", ours, run_ours), ("theirs", theirs, run_theirs)):
-                start = time.perf_counter()
-                training_step(model, run, x, timesteps, labels, target)
-                if repeat >= 2:
-                    times[key].append(time.perf_counter() - start)
-        ours_time, theirs_time = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        seconds = median_seconds_in_turn(
+            {"ours": lambda: training_step(ours, run_ours, x, timesteps, labels, target),
+             "theirs": lambda: training_step(theirs, run_theirs, x, timesteps, labels, target)}, args.repeats)
         print(f"| {name} | {batch} | {count_parameters(ours) / 1e6:.2f} M / {count_parameters(theirs) / 1e6:.2f} M | "
-              f"{ours_time:.3f} | {theirs_time:.3f} | {theirs_time / ours_time:.2f} |")
+              f"{seconds['ours']:.3f} | {seconds['theirs']:.3f} | {seconds['theirs'] / seconds['ours']:.2f} |")
 
 
 if __name__ == "__main__":

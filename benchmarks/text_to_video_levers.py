@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from minisora.config import apply_overrides
+from minisora.scoring import SCORES
 from minisora.train.loop import read_metrics
 from minisora.train.video import VIDEO_PRESETS, run_video
 
@@ -29,7 +30,6 @@ VARIANTS = {  # name: changes to the tiny preset
     "Latte interleaved": dict(layout="latte_interleaved"),
     "W.A.L.T windows": dict(layout="walt_windows"),
 }
-SCORES = ("adherence", "colour", "shape", "direction", "motion", "permanence")
 
 
 def main():

@@ -13,14 +13,13 @@ encoder's width); minisora's blocks regress their own adaLN-Zero modulation, Lat
 The two models alternate step by step, so drifts of a noisy machine hit both alike; the table reports medians.
 FLOPs are counted by torch's FlopCounterMode on one step (multiply-adds x 2).
 """
-import argparse
-import statistics
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from minisora.models.video_dit import VideoDiT, VideoDiTConfig
+from peer_timing import median_seconds_in_turn, peer_arguments
 
 # (name, shape, batch)
 CASES = [
@@ -65,11 +64,7 @@ def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per model and case")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = peer_arguments(__doc__)
     import diffusers
 
     rate = matmul_gflops()
@@ -102,14 +97,8 @@ def main():
             with FlopCounterMode(display=False) as counter:
                 training_step(key)
             flops[key] = counter.get_total_flops()
-        times = {"ours": [], "theirs": []}
-        for repeat in range(args.repeats + 2):  # two warm-up steps each
-            for key in steps:
-                start = time.perf_counter()
-                training_step(key)
-                if repeat >= 2:
-                    times[key].append(time.perf_counter() - start)
-        ours_time, theirs_time = statistics.median(times["ours"]), statistics.median(times["theirs"])
+        seconds = median_seconds_in_turn({key: lambda key=key: training_step(key) for key in steps}, args.repeats)
+        ours_time, theirs_time = seconds["ours"], seconds["theirs"]
         ours_rate, theirs_rate = flops["ours"] / ours_time / 1e9, flops["theirs"] / theirs_time / 1e9
         print(f"| {name} | {batch} | {parameters(ours):.2f} M / {parameters(theirs):.2f} M | {ours_time:.3f} | "
               f"{theirs_time:.3f} | {theirs_time / ours_time:.2f} | {ours_rate:.0f} ({ours_rate / rate:.0%}) | "

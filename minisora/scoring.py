@@ -40,6 +40,7 @@ MAXIMUM_COVER = 0.5  # a 'foreground' over more of the frame than this is noise,
 MOTION_TOLERANCE = 0.05  # root-mean-square distance (fraction of the side) between the track and the fitted motion
 PALETTE = {**COLOURS, "white": DIGIT_COLOUR}
 SCORED_DATASETS = ("shapes", "digits", "ball")
+SCORES = ("adherence", "colour", "shape", "direction", "motion", "permanence")  # each a fraction of the videos
 
 
 @dataclass
@@ -102,9 +103,9 @@ def read_frame(frame: np.ndarray) -> FrameReading:
     """Read one frame (H, W, 3) of 0-255 values."""
     distance = np.linalg.norm(frame - np.asarray(BACKGROUND, dtype=np.float64), axis=-1)  # (H, W)
     mask = distance > FOREGROUND_DISTANCE
-    blobs = count_blobs(mask)
     if mask.sum() < MINIMUM_BLOB or mask.mean() > MAXIMUM_COVER:  # nothing, or noise everywhere: no object
         return FrameReading(0, None, 0.0, 0.0, None)
+    blobs = count_blobs(mask)
     side = frame.shape[0]
     rows, columns = np.nonzero(mask)
     box_height, box_width = rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
@@ -165,11 +166,6 @@ def straight_motion_fit(track: np.ndarray, half_extent: float) -> Tuple[float, T
     return math.sqrt(error), tuple(velocity)
 
 
-def straight_motion_error(track: np.ndarray, half_extent: float) -> float:
-    """The RMS distance from a track (T, 2) to the nearest straight motion with bounces (`straight_motion_fit`)."""
-    return straight_motion_fit(track, half_extent)[0]
-
-
 def ball_motion_fit(track: np.ndarray) -> Tuple[float, float]:
     """The throw under the world's gravity and restitution (`ball_under_gravity`) from the track's first point that
     comes nearest to a track (T, 2): (its RMS distance to the track, its sideways start speed). Sideways and
@@ -224,8 +220,7 @@ def score_videos(videos: torch.Tensor, captions: Sequence[str], dataset: str) ->
                          f"{len(captions)} captions")
     per_video: List[Dict[str, float]] = [score_video(video, caption, dataset) for video, caption in
                                          zip(videos, captions)]
-    names = [name for name in ("adherence", "colour", "shape", "direction", "motion", "permanence")
-             if any(name in scores for scores in per_video)]
+    names = [name for name in SCORES if any(name in scores for scores in per_video)]
     # each attribute over the videos whose caption names it
     means = {name: float(np.mean([scores[name] for scores in per_video if name in scores])) for name in names}
     means["motion_error"] = float(np.median([scores["motion_error"] for scores in per_video]))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from minisora.diffusion.edm import EDMDenoiser, edm_loss, edm_loss_weight, sample_training_sigmas
-from minisora.diffusion.guidance import GuidedDenoiser
+from minisora.diffusion.guidance import GuidedDenoiser, drop_condition
 
 
 def test_guided_denoiser_batches_the_two_passes(mixture):
@@ -14,6 +14,17 @@ def test_guided_denoiser_batches_the_two_passes(mixture):
     for scale in (0.0, 1.0, 4.0):
         guided = GuidedDenoiser(mixture.denoiser, scale, {"label": mixture.num_components})(x, sigma, label=label)
         torch.testing.assert_close(guided, unconditional + scale * (conditional - unconditional))
+
+
+def test_captions_are_dropped_whole_and_labels_draw_the_same_numbers():
+    """A caption (B, M) is replaced by the null caption as a whole, never word by word; which items drop is the same
+    for labels and captions drawn with the same seed."""
+    captions = torch.arange(1, 1 + 400 * 5).reshape(400, 5)
+    dropped = drop_condition(captions, 0.3, 0, torch.Generator().manual_seed(4))
+    whole = (dropped == 0).all(dim=1)
+    assert torch.equal(dropped[~whole], captions[~whole]) and 0.2 < whole.float().mean() < 0.4
+    labels = drop_condition(torch.arange(1, 401), 0.3, 0, torch.Generator().manual_seed(4))
+    assert torch.equal(labels == 0, whole)
 
 
 def test_guidance_sharpens_the_class(mixture):

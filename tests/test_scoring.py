@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minisora.scoring import (caption_attributes, fold, read_frame, score_video, score_videos, shape_from_fill,
-                              straight_motion_error)
+                              straight_motion_fit)
 from tiny_datasets.shapes import SHAPES, Shape, render
 from tiny_datasets.videos import bounce_between_walls, video_dataset
 
@@ -84,10 +84,10 @@ def test_folding_equals_the_worlds_bounces():
 def test_a_straight_track_with_bounces_fits_and_a_zigzag_does_not():
     frames = np.arange(17)
     track = np.stack([fold(0.3 + 0.05 * frames, 0.15, 0.85), fold(0.6 - 0.0325 * frames, 0.15, 0.85)], 1)
-    assert straight_motion_error(track, 0.15) < 1e-3
+    assert straight_motion_fit(track, 0.15)[0] < 1e-3
     zigzag = track.copy()
     zigzag[1::2, 0] += 0.1
-    assert straight_motion_error(zigzag, 0.15) > 0.04
+    assert straight_motion_fit(zigzag, 0.15)[0] > 0.04
 
 
 def test_captions_are_read_for_what_they_name():

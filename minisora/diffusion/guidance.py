@@ -6,15 +6,18 @@ training (`drop_condition`). At sampling, the two denoisers are extrapolated (`G
 from typing import Callable, Optional
 
 import torch
+
 from ..randomness import rand
 
 
 def drop_condition(labels: torch.Tensor, probability: float, null_label: int,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Replace each label by `null_label` with the given probability (Ho & Salimans 2022, Algorithm 1, p_uncond)."""
+    """Replace each item's condition by `null_label` with the given probability (Ho & Salimans 2022, Algorithm 1,
+    p_uncond): labels (B,), or conditions of several tokens (B, M) such as captions, dropped whole."""
     if not 0 <= probability <= 1:
         raise ValueError(f"drop probability must be in [0, 1], got {probability}")
-    dropped = rand(labels.shape, generator, labels.device) < probability
+    dropped = rand(labels.shape[:1], generator, labels.device) < probability  # one draw per item (B,)
+    dropped = dropped.view(-1, *[1] * (labels.dim() - 1))
     return torch.where(dropped, torch.full_like(labels, null_label), labels)
 
 

@@ -12,6 +12,7 @@ import math
 from typing import Callable, Optional
 
 import torch
+
 from ..randomness import randn
 
 

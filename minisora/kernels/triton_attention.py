@@ -205,15 +205,23 @@ def _head_block(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
 
-def _launch_settings(q: torch.Tensor, key_padding_mask: Optional[torch.Tensor], tiles: Tiles):
-    """The kernels' compile-time arguments for one launch, and the mask as int8 (None without one)."""
+def _mask_arguments(q: torch.Tensor, key_padding_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, int, bool]:
+    """The key-padding mask as the kernels read it: (int8 mask, or q as a stand-in they never read; its batch
+    stride; whether there is a mask)."""
+    if key_padding_mask is None:
+        return q, 0, False
+    mask = key_padding_mask.to(torch.int8).contiguous()
+    return mask, mask.stride(0), True
+
+
+def _launch_settings(q: torch.Tensor, has_mask: bool, tiles: Tiles) -> dict:
+    """The kernels' compile-time arguments and launch options for one launch."""
     head_dim = q.shape[-1]
     if head_dim > 256:
         raise ValueError(f"the Triton attention kernel takes head sizes up to 256; got {head_dim}: use more heads")
-    mask = key_padding_mask.to(torch.int8).contiguous() if key_padding_mask is not None else None
-    return dict(HAS_MASK=mask is not None, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    return dict(HAS_MASK=has_mask, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
                 BLOCK_Q=tiles.queries, BLOCK_K=tiles.keys, BLOCK_D=_head_block(head_dim),
-                num_warps=tiles.warps, num_stages=tiles.stages), mask
+                num_warps=tiles.warps, num_stages=tiles.stages)
 
 
 def _strides(*tensors: torch.Tensor) -> list:
@@ -225,12 +233,11 @@ def flash_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding
                   out: torch.Tensor, logsumexp: torch.Tensor, tiles: Tiles = FORWARD_TILES) -> None:
     """Run the forward kernel, writing O into `out` (q's shape) and L log2(e) into `logsumexp` (B, heads, N_q)
     float32: the log-sum-exp in the base-2 units the backward kernels read."""
-    settings, mask = _launch_settings(q, key_padding_mask, tiles)
+    mask, mask_stride, has_mask = _mask_arguments(q, key_padding_mask)
     batch, heads, n_queries, head_dim = q.shape
     grid = (triton.cdiv(n_queries, tiles.queries), batch * heads)
-    _forward_kernel[grid](q, k, v, mask if mask is not None else q, out, logsumexp, *_strides(q, k, v, out),
-                          mask.stride(0) if mask is not None else 0, heads, n_queries, k.shape[2], head_dim,
-                          head_dim ** -0.5 * LOG2_E, **settings)
+    _forward_kernel[grid](q, k, v, mask, out, logsumexp, *_strides(q, k, v, out), mask_stride, heads, n_queries,
+                          k.shape[2], head_dim, head_dim ** -0.5 * LOG2_E, **_launch_settings(q, has_mask, tiles))
 
 
 def flash_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
@@ -238,20 +245,22 @@ def flash_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_paddin
                    grad_k: torch.Tensor, grad_v: torch.Tensor, keys_tiles: Tiles = BACKWARD_KEYS_TILES,
                    queries_tiles: Tiles = BACKWARD_QUERIES_TILES) -> None:
     """Run the backward kernels, writing dQ, dK and dV into `grad_q`, `grad_k` and `grad_v` (the inputs' shapes)."""
+    mask, mask_stride, has_mask = _mask_arguments(q, key_padding_mask)
     batch, heads, n_queries, head_dim = q.shape
+    n_keys = k.shape[2]
     # D_i = rowsum(dO_i * O_i), float32                                                 (B, heads, N_q)
     delta = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
     _delta_kernel[(triton.cdiv(n_queries, 64), batch * heads)](out, grad_out, delta, *_strides(out, grad_out), heads,
                                                                 n_queries, head_dim, BLOCK_Q=64,
                                                                 BLOCK_D=_head_block(head_dim))
-    for tiles, kernel, outputs in ((keys_tiles, _backward_keys_kernel, (grad_k, grad_v)),
-                                   (queries_tiles, _backward_queries_kernel, (grad_q,))):
-        settings, mask = _launch_settings(q, key_padding_mask, tiles)
-        grid = ((triton.cdiv(k.shape[2], tiles.keys) if kernel is _backward_keys_kernel
-                 else triton.cdiv(n_queries, tiles.queries)), batch * heads)
-        kernel[grid](q, k, v, mask if mask is not None else q, grad_out, logsumexp, delta, *outputs,
-                     *_strides(q, k, v, grad_out, *outputs), mask.stride(0) if mask is not None else 0, heads,
-                     n_queries, k.shape[2], head_dim, head_dim ** -0.5, head_dim ** -0.5 * LOG2_E, **settings)
+    # the keys kernel: one program per key tile; the queries kernel: one per query tile
+    for kernel, tiles, programs, outputs in (
+            (_backward_keys_kernel, keys_tiles, triton.cdiv(n_keys, keys_tiles.keys), (grad_k, grad_v)),
+            (_backward_queries_kernel, queries_tiles, triton.cdiv(n_queries, queries_tiles.queries), (grad_q,))):
+        kernel[(programs, batch * heads)](q, k, v, mask, grad_out, logsumexp, delta, *outputs,
+                                          *_strides(q, k, v, grad_out, *outputs), mask_stride, heads, n_queries,
+                                          n_keys, head_dim, head_dim ** -0.5, head_dim ** -0.5 * LOG2_E,
+                                          **_launch_settings(q, has_mask, tiles))
 
 
 def _last_dimension_contiguous(tensor: torch.Tensor) -> torch.Tensor:

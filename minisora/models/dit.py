@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .attention import Attention
 from .embeddings import LabelEmbedding, TimestepEmbedding, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
-from .transformer import MLP, check_denoiser_inputs, run_block
+from .transformer import MLP, check_class_conditional_inputs, run_block
 
 CONDITIONINGS = ("adaln_zero", "adaln", "cross_attention", "in_context")
 
@@ -166,9 +166,7 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        config = self.config
-        check_denoiser_inputs("DiT", (config.in_channels, config.frames, config.input_size, config.input_size), x,
-                              label, "label", config.num_classes > 0, f"num_classes={config.num_classes}")
+        check_class_conditional_inputs("DiT", self.config, x, label)
         tokens = self.patch_embedding(patchify(x, self.patch)) + self.position  # (B, N, D)
         c = self.noise_embedding(noise_label.expand(x.shape[0]))  # (B, D)
         label_vector = None if label is None else self.label_embedding(label, generator)

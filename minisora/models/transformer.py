@@ -47,3 +47,10 @@ def check_denoiser_inputs(model: str, expected: Tuple[int, ...], x: torch.Tensor
         raise ValueError(f"{model} built for inputs (B, {', '.join(map(str, expected))}) got {tuple(x.shape)}")
     if (condition is None) == conditional:
         raise ValueError(f"{model} with {setting} needs {'a' if conditional else 'no'} {condition_name}")
+
+
+def check_class_conditional_inputs(model: str, config, x: torch.Tensor, label: Optional[torch.Tensor]) -> None:
+    """`check_denoiser_inputs` for DiT and U-ViT: x (B, in_channels, frames, input_size, input_size), and a class
+    label exactly when config.num_classes > 0."""
+    check_denoiser_inputs(model, (config.in_channels, config.frames, config.input_size, config.input_size), x, label,
+                          "label", config.num_classes > 0, f"num_classes={config.num_classes}")

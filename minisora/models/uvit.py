@@ -14,7 +14,7 @@ from torch import nn
 
 from .embeddings import LabelEmbedding, TimestepEmbedding
 from .patches import check_patchable, patchify, unpatchify
-from .transformer import TransformerBlock, check_denoiser_inputs, run_block
+from .transformer import TransformerBlock, check_class_conditional_inputs, run_block
 
 
 @dataclass
@@ -66,9 +66,7 @@ class UViT(nn.Module):
             if config.final_conv else nn.Identity()
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
-        config = self.config
-        check_denoiser_inputs("U-ViT", (config.in_channels, config.frames, config.input_size, config.input_size), x,
-                              label, "label", config.num_classes > 0, f"num_classes={config.num_classes}")
+        check_class_conditional_inputs("U-ViT", self.config, x, label)
         tokens = [self.noise_embedding(noise_label.expand(x.shape[0]))[:, None]]  # (B, 1, D)
         if label is not None:
             tokens.append(self.label_embedding(label)[:, None])

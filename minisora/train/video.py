@@ -24,7 +24,7 @@ import torch
 from tiny_datasets.videos import video_dataset
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
 from ..diffusion import get_sampler
-from ..diffusion.guidance import GuidedDenoiser
+from ..diffusion.guidance import GuidedDenoiser, drop_condition
 from ..diffusion.schedules import karras_sigmas
 from ..models.text import PAD, CaptionTokenizer, split_words
 from ..models.vae import VideoVAE
@@ -140,7 +140,7 @@ def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progre
     return torch.stack(videos), captions
 
 
-def prepare_vae(config: VideoConfig, progress: bool = True) -> Optional[VideoVAE]:
+def prepare_vae(config: VideoConfig) -> Optional[VideoVAE]:
     """The VAE of a latent-space run: loaded from vae_path, or reused from OUT_DIR/vae, or trained there."""
     if config.space == "pixel":
         return None
@@ -193,12 +193,6 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
     return wrap_network(network, config.objective, config.prediction)
 
 
-def drop_captions(ids: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
-    """Replace whole captions (B, M) by the null caption (all padding) with the given probability."""
-    dropped = torch.rand(ids.shape[0], generator=generator) < probability
-    return torch.where(dropped[:, None], torch.full_like(ids, PAD), ids)
-
-
 def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tensor, vocabulary_size: int,
                 progress: bool = True, on_save=None):
     """Train the video DiT on data (N, C, T, H, W) with caption ids (N, M); returns (ema denoiser, losses)."""
@@ -208,7 +202,7 @@ def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tens
 
     def loss_of_batch(generator):
         index = torch.randint(len(data), (config.batch_size,), generator=generator)
-        ids = drop_captions(caption_ids[index], config.caption_dropout, generator)
+        ids = drop_condition(caption_ids[index], config.caption_dropout, PAD, generator)  # the null caption
         return objective_loss(denoiser, data[index].to(device), config.objective, generator,
                               config.time_distribution, config.time_shift, caption=ids.to(device))
 
@@ -309,7 +303,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     start = time.time()
     held_out_videos, held_out_captions = held_out_clips(config)
     videos, captions = training_clips(config, held_out_captions, progress)
-    vae = prepare_vae(config, progress)
+    vae = prepare_vae(config)
     vae_seconds = time.time() - start
     data = encode(vae, videos, progress=progress)
     tokenizer = CaptionTokenizer.from_captions(captions)
