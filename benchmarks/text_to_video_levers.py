@@ -4,7 +4,7 @@ and scored on the held-out captions (minisora.scoring), in one table.
     python benchmarks/text_to_video_levers.py [--only NAME ...] [--set key=value ...] [--out runs/levers]
 
 `--set` applies to every variant (e.g. `--set device=cuda` on a GPU). On 2 CPU cores each variant of the preset's
-size takes about 10 minutes (4x the steps, 40), so pick with --only there; on a GPU the whole list takes minutes.
+size takes 10 to 14 minutes (4x the steps, 55), so pick with --only there; on a GPU the whole list takes minutes.
 One run per variant and seed: differences of a few points are within the noise of 64 held-out samples.
 """
 import argparse
@@ -17,8 +17,17 @@ from minisora.train.loop import read_metrics
 from minisora.train.video import VIDEO_PRESETS, run_video
 
 TINY_STEPS = VIDEO_PRESETS["tiny"].steps
+EARLIER = dict(learning_rate=1e-3, steps=1300)  # the preset's settings when the time shift was measured
 VARIANTS = {  # name: changes to the tiny preset
     "tiny preset": {},
+    "no time shift": dict(time_shift=1.0, **EARLIER),
+    "time shift 3": dict(time_shift=3.0, **EARLIER),
+    "time shift 6": dict(**EARLIER),
+    "time shift 12": dict(time_shift=12.0, **EARLIER),
+    "uniform times": dict(time_distribution="uniform", **EARLIER),
+    "learning rate 2e-3, 1300 steps": dict(learning_rate=2e-3, steps=1300),
+    "learning rate 4e-3, 1300 steps": dict(learning_rate=4e-3, steps=1300),
+    "learning rate 8e-3, 1300 steps": dict(learning_rate=8e-3, steps=1300),
     "bf16 autocast": dict(precision="bf16"),
     "velocity prediction": dict(prediction="velocity"),
     "EDM objective": dict(objective="edm"),

@@ -1,5 +1,5 @@
 """Text-to-video end to end on the CPU: a small run of the tiny preset's pipeline learns (its samples take the
-caption's colour far above chance and above the untrained model), writes its videos and model, and `python -m minisora
+caption's colour and direction of motion far above chance and above the untrained model), writes its videos and model, and `python -m minisora
 sample` reads that model back (and refuses files that are not one)."""
 import json
 import subprocess
@@ -15,9 +15,11 @@ from minisora.models.text import split_words
 from minisora.train.video import VideoConfig, held_out_clips, load_model, run_video, training_clips
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(space="pixel", num_frames=8, patch_size=8, temporal_patch=2, hidden=64, depth=2, heads=2,
-             text_hidden=32, text_depth=1, num_clips=800, held_out=48, steps=400, batch_size=16,
-             learning_rate=2e-3, warmup_steps=20, sampling_steps=10, checkpoint_every=400)
+# the tiny preset at 8 frames, D 96, 4 blocks and 1000 steps (about 2 minutes on 2 cores, a fifth of its time).
+# Measured: colour 85%, direction 52%, adherence 12%, against 0% each for the untrained model
+SMALL = dict(space="pixel", num_frames=8, patch_size=8, temporal_patch=2, hidden=96, depth=4, heads=4,
+             text_hidden=32, text_depth=1, num_clips=1500, held_out=48, steps=1000, batch_size=32,
+             learning_rate=2e-3, warmup_steps=20, sampling_steps=10, checkpoint_every=1000)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,7 @@ def test_a_small_run_learns_to_follow_captions_it_never_saw(small_run):
     trained, untrained = metrics["trained"], metrics["untrained"]
     assert metrics["real clips"]["adherence"] > 0.9  # the scorer reads the world itself correctly
     assert trained["colour"] >= 0.6 and trained["colour"] > untrained["colour"] + 0.3  # chance is 1/4
+    assert trained["direction"] >= 0.3 and trained["direction"] > untrained["direction"] + 0.2  # chance is 1/8
     out = Path(config.out_dir)
     for name in ("samples.gif", "samples.mp4", "samples.png", "loss.png", "model.pt", "metrics.jsonl"):
         assert (out / name).stat().st_size > 0
