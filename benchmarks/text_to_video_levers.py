@@ -28,6 +28,7 @@ VARIANTS = {  # name: changes to the tiny preset
     "learning rate 2e-3, 1300 steps": dict(learning_rate=2e-3, steps=1300),
     "learning rate 4e-3, 1300 steps": dict(learning_rate=4e-3, steps=1300),
     "learning rate 8e-3, 1300 steps": dict(learning_rate=8e-3, steps=1300),
+    "8 frames, 1x8x8 patches": dict(num_frames=8, temporal_patch=1),
     "bf16 autocast": dict(precision="bf16"),
     "velocity prediction": dict(prediction="velocity"),
     "EDM objective": dict(objective="edm"),
