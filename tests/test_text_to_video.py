@@ -1,6 +1,6 @@
 """Text-to-video end to end on the CPU: a small run of the tiny preset's pipeline learns (its samples take the
-caption's colour and direction of motion far above chance and above the untrained model), writes its videos and model, and `python -m minisora
-sample` reads that model back (and refuses files that are not one)."""
+caption's colour and direction of motion far above chance and above the untrained model), writes its videos and
+model, and `python -m minisora sample` reads that model back (and refuses files that are not one)."""
 import json
 import subprocess
 import sys
@@ -15,7 +15,7 @@ from minisora.models.text import split_words
 from minisora.train.video import VideoConfig, held_out_clips, load_model, run_video, training_clips
 
 ROOT = Path(__file__).resolve().parents[1]
-# the tiny preset at 8 frames, D 96, 4 blocks and 1000 steps (about 2 minutes on 2 cores, a fifth of its time).
+# the tiny preset at 8 frames, D 96, 4 blocks and 1000 steps (about 2 minutes on 2 cores, a sixth of its time).
 # Measured: colour 85%, direction 52%, adherence 12%, against 0% each for the untrained model
 SMALL = dict(space="pixel", num_frames=8, patch_size=8, temporal_patch=2, hidden=96, depth=4, heads=4,
              text_hidden=32, text_depth=1, num_clips=1500, held_out=48, steps=1000, batch_size=32,

@@ -29,6 +29,7 @@ from ..diffusion.schedules import karras_sigmas
 from ..models.text import PAD, CaptionTokenizer, split_words
 from ..models.vae import VideoVAE
 from ..models.video_dit import VideoDiT, VideoDiTConfig
+from ..randomness import randn
 from ..scoring import score_videos
 from .checkpoint import save_checkpoint
 from .loop import Checkpointing, Logging, train_loop
@@ -64,7 +65,7 @@ class VideoConfig:
     time_distribution: str = "logit_normal"  # flow's training times: "uniform" or "logit_normal"
     time_shift: float = 6.0  # flow's time shift towards noise (Esser et al. 2024; 1 = none): where layout and motion
     # are decided (benchmarks/RESULTS.md: direction 14% unshifted, 88% at 6)
-    steps: int = 1700  # optimizer steps (about 13 minutes on 2 CPU cores for the tiny preset)
+    steps: int = 1700  # optimizer steps (about 12 minutes on 2 CPU cores for the tiny preset)
     batch_size: int = 32  # clips per step
     accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
     learning_rate: float = 3e-3  # AdamW's peak (the tiny preset improves from 1e-3 to 4e-3 and fails at 8e-3)
@@ -224,7 +225,7 @@ def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_sh
     device = next(denoiser.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     sigmas = karras_sigmas(steps).to(device)
-    noise = torch.randn(len(caption_ids), *data_shape, generator=generator).to(device) * sigmas[0]
+    noise = randn((len(caption_ids), *data_shape), generator, device) * sigmas[0]
     guided = GuidedDenoiser(denoiser.eval(), guidance, {"caption": PAD})
     return get_sampler(sampler)(guided, noise, sigmas, cond={"caption": caption_ids.to(device)},
                                 generator=generator).cpu()
