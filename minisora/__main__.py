@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     sample.add_argument("--sampler", default="heun", help="any name in minisora.diffusion.SAMPLERS")
     sample.add_argument("--steps", type=int, default=30, help="sampler steps")
     sample.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale (1 = none)")
+    sample.add_argument("--cfg-min-sigma", type=float, default=None,
+                        help="guide only above this noise level (default: the model's guidance_min_sigma)")
     sample.add_argument("--num", type=int, default=4, help="videos per prompt")
     sample.add_argument("--seed", type=int, default=0, help="the same seed gives the same videos")
     sample.add_argument("--out", default="samples", help="folder for the videos")
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         from .train.video import run_sample
         try:
             run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
-                       arguments.num, arguments.seed, arguments.out)
+                       arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma)
         except (ValueError, FileNotFoundError) as error:
             parser.exit(2, f"error: {error}\n")
         return 0

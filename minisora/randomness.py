@@ -10,7 +10,9 @@ import torch
 
 
 def _source(generator: Optional[torch.Generator], device) -> torch.device:
-    return generator.device if generator is not None else torch.device(device)
+    if generator is not None:
+        return generator.device
+    return torch.device("cpu" if device is None else device)
 
 
 def randn(shape: Sequence[int], generator: Optional[torch.Generator], device="cpu",

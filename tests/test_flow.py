@@ -90,6 +90,33 @@ def test_time_distributions():
         sample_times(4, "beta")
 
 
+def test_a_share_of_unshifted_times_mixes_the_two_distributions():
+    # the CDF of the mixture: share Phi(logit x) + (1 - share) Phi(logit(x / (s - (s - 1) x))), t' = s t / (1 + (s - 1) t)
+    shift, share = 6.0, 0.3
+    draws = sample_times(400_000, "logit_normal", shift, torch.Generator().manual_seed(0), unshifted_share=share)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    for x in (0.1, 0.3, 0.5, 0.9):
+        unshifted, shifted = torch.tensor(x), torch.tensor(x / (shift - (shift - 1) * x))
+        expected = share * normal.cdf(torch.logit(unshifted)) + (1 - share) * normal.cdf(torch.logit(shifted))
+        assert abs((draws < x).double().mean().item() - expected.item()) < 0.003, x
+    plain = sample_times(1000, "logit_normal", shift, torch.Generator().manual_seed(1))
+    assert torch.equal(plain, sample_times(1000, "logit_normal", shift, torch.Generator().manual_seed(1),
+                                           unshifted_share=0.0))  # no share: the same draws as before it existed
+    with pytest.raises(ValueError, match="unshifted_share.*1.5"):
+        sample_times(4, "logit_normal", shift, unshifted_share=1.5)
+
+
+@pytest.mark.parametrize("min_sigma", [0.05, 0.3])
+def test_the_data_prediction_loss_weight_is_one_over_sigma_squared_capped(min_sigma):
+    # a data prediction off by 0.1 everywhere costs 0.01 (1 + (1 - t) / max(t, min_sigma))^2 on the linear path
+    x0 = torch.randn(4096, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loss = flow_matching_loss(lambda x_t, t: x0 + 0.1, x0, Path("linear"), "data", "logit_normal", 1.0,
+                              torch.Generator().manual_seed(5), data_min_sigma=min_sigma)
+    t = sample_times(4096, "logit_normal", 1.0, torch.Generator().manual_seed(5)).double()
+    expected = 0.01 * ((1 + (1 - t) / t.clamp(min=min_sigma)) ** 2).mean()
+    assert torch.allclose(loss, expected, rtol=1e-9)
+
+
 @pytest.mark.parametrize("prediction", FLOW_PREDICTIONS)
 def test_the_exact_model_minimises_the_flow_matching_loss(prediction, mixture):
     path = Path("linear")

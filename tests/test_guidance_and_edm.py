@@ -16,6 +16,22 @@ def test_guided_denoiser_batches_the_two_passes(mixture):
         torch.testing.assert_close(guided, unconditional + scale * (conditional - unconditional))
 
 
+def test_guidance_applies_only_inside_its_interval(mixture):
+    """Kynkaanniemi et al. 2024: inside (low, high] the guided extrapolation, outside it the conditional denoiser;
+    items of one batch at different noise levels each get their own."""
+    x = torch.randn(4, 2, dtype=torch.float64)
+    sigma = torch.tensor([0.1, 0.5, 2.0, 9.0], dtype=torch.float64)
+    label = torch.tensor([0, 1, 2, 0])
+    null = torch.full_like(label, mixture.num_components)
+    conditional, unconditional = mixture.denoiser(x, sigma, label=label), mixture.denoiser(x, sigma, label=null)
+    guided = GuidedDenoiser(mixture.denoiser, 4.0, {"label": mixture.num_components}, interval=(0.5, 2.0))
+    result = guided(x, sigma, label=label)
+    torch.testing.assert_close(result[[0, 1, 3]], conditional[[0, 1, 3]])  # 0.5 is outside (low, high]
+    torch.testing.assert_close(result[2], unconditional[2] + 4.0 * (conditional[2] - unconditional[2]))
+    with pytest.raises(ValueError, match=r"low < high.*\(2.0, 1.0\)"):
+        GuidedDenoiser(mixture.denoiser, 4.0, {"label": 3}, interval=(2.0, 1.0))
+
+
 def test_captions_are_dropped_whole_and_labels_draw_the_same_numbers():
     """A caption (B, M) is replaced by the null caption as a whole, never word by word; which items drop is the same
     for labels and captions drawn with the same seed."""

@@ -3,7 +3,8 @@
 One network learns both p(x | c) and p(x), by replacing the condition with a null condition at random during
 training (`drop_condition`). At sampling, the two denoisers are extrapolated (`GuidedDenoiser`).
 """
-from typing import Callable, Optional
+import math
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -30,20 +31,28 @@ def classifier_free_guidance(denoised_conditional: torch.Tensor, denoised_uncond
 
 class GuidedDenoiser:
     """A denoiser with classifier-free guidance at `scale`, running the conditional and the null condition as
-    one batch of twice the size. `null_cond` holds the null value of every condition, e.g. {"label": 10}."""
+    one batch of twice the size. `null_cond` holds the null value of every condition, e.g. {"label": 10}.
+    Guidance applies at noise levels sigma in `interval` = (low, high]; elsewhere the conditional denoiser runs
+    alone (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and Distribution
+    Quality in Diffusion Models": guiding near the data adds little and distorts details)."""
 
-    def __init__(self, denoiser: Callable, scale: float, null_cond: dict):
+    def __init__(self, denoiser: Callable, scale: float, null_cond: dict,
+                 interval: Tuple[float, float] = (0.0, math.inf)):
         if not null_cond:
             raise ValueError("classifier-free guidance needs a null condition, e.g. null_cond={'label': num_classes}; "
                              "an unconditional model cannot be guided: use it without GuidedDenoiser")
-        self.denoiser, self.scale, self.null_cond = denoiser, scale, null_cond
+        if not 0 <= interval[0] < interval[1]:
+            raise ValueError(f"guidance interval (low, high] needs 0 <= low < high, got {tuple(interval)}")
+        self.denoiser, self.scale, self.null_cond, self.interval = denoiser, scale, null_cond, interval
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
         if set(cond) != set(self.null_cond):
             raise ValueError(f"guided denoiser got conditions {sorted(cond)} but its null condition names "
                              f"{sorted(self.null_cond)}; pass a value for each (a guidance scale needs a "
                              "conditional model)")
-        if self.scale == 1:
+        low, high = self.interval
+        guided = (sigma > low) & (sigma <= high)  # (B,)
+        if self.scale == 1 or not guided.any():
             return self.denoiser(x, sigma, **cond)
         batch = x.shape[0]
         both = {}
@@ -51,4 +60,5 @@ class GuidedDenoiser:
             null = torch.as_tensor(self.null_cond[name], dtype=value.dtype, device=value.device)
             both[name] = torch.cat([value, null.expand_as(value)])
         denoised = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
-        return classifier_free_guidance(denoised[:batch], denoised[batch:], self.scale)
+        scale = torch.where(guided, self.scale, 1.0).to(x.dtype).view(-1, *[1] * (x.dim() - 1))
+        return classifier_free_guidance(denoised[:batch], denoised[batch:], scale)

@@ -14,6 +14,7 @@ Everything the `sample` command needs is in OUT_DIR/model.pt: the configuration,
 the VAE's weights (weights only: loading runs no code).
 """
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 from tiny_datasets.videos import video_dataset
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
 from ..diffusion import get_sampler
+from ..diffusion.flow import DATA_PREDICTION_MIN_SIGMA
 from ..diffusion.guidance import GuidedDenoiser, drop_condition
 from ..diffusion.schedules import karras_sigmas
 from ..models.text import PAD, CaptionTokenizer, split_words
@@ -65,6 +67,8 @@ class VideoConfig:
     time_distribution: str = "logit_normal"  # flow's training times: "uniform" or "logit_normal"
     time_shift: float = 6.0  # flow's time shift towards noise (Esser et al. 2024; 1 = none): where layout and motion
     # are decided (benchmarks/RESULTS.md: direction 14% unshifted, 88% at 6)
+    unshifted_share: float = 0.0  # flow's share of training times left unshifted: the clean end, where shapes sharpen
+    data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA  # data prediction's loss weight ~ 1 / sigma_t^2, capped here
     steps: int = 1700  # optimizer steps (about 12 minutes on 2 CPU cores for the tiny preset)
     batch_size: int = 32  # clips per step
     accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
@@ -79,6 +83,8 @@ class VideoConfig:
     sampler: str = "heun"  # any name in minisora.diffusion.SAMPLERS
     sampling_steps: int = 20  # sampler steps (Karras noise levels)
     guidance: float = 4.0  # classifier-free guidance scale (1 = none)
+    guidance_min_sigma: float = 0.5  # guidance only above this noise level (Kynkaanniemi et al. 2024): below it the
+    # conditional model alone, which keeps objects whole (benchmarks/RESULTS.md: adherence 41% -> 55%)
     checkpoint_every: int = 200  # steps between resumable checkpoints
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
     device: str = "cpu"  # "cpu" or "cuda"
@@ -96,7 +102,7 @@ GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, te
                   precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda",
                   time_shift=2.0)  # the tiny preset's 6 scaled by sqrt(values per clip), Esser et al.'s rule; untested
 VIDEO_PRESETS = {
-    "tiny": VideoConfig(),  # 2 CPU cores, about 14 minutes
+    "tiny": VideoConfig(),  # 2 CPU cores, about 13 minutes
     # for one 24 GB GPU (not yet run on one): 64x64 clips in latent space, a DiT-S-sized model
     "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),
     "ball64": VideoConfig(dataset="ball", out_dir="runs/ball64", **GPU_PRESET),
@@ -207,12 +213,13 @@ def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tens
         index = torch.randint(len(data), (config.batch_size,), generator=generator)
         ids = drop_condition(caption_ids[index], config.caption_dropout, PAD, generator)  # the null caption
         return objective_loss(denoiser, data[index].to(device), config.objective, generator,
-                              config.time_distribution, config.time_shift, caption=ids.to(device))
+                              config.time_distribution, config.time_shift, config.unshifted_share,
+                              config.data_min_sigma, caption=ids.to(device))
 
     out = Path(config.out_dir)
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
                                   may_differ=("resume", "checkpoint_every", "out_dir", "sampler", "sampling_steps",
-                                              "guidance"), on_save=on_save)
+                                              "guidance", "guidance_min_sigma"), on_save=on_save)
     return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                       f"train the video DiT on {config.dataset}", progress, checkpointing, config.precision,
                       config.warmup_steps, config.accumulation, config.clip_norm, logging=Logging(out / "metrics.jsonl"))
@@ -220,13 +227,13 @@ def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tens
 
 @torch.no_grad()
 def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], sampler: str,
-                   steps: int, guidance: float, seed: int) -> torch.Tensor:
-    """One sample (N, C, T, H, W) per caption (N, M), guided, on Karras noise levels."""
+                   steps: int, guidance: float, seed: int, guidance_min_sigma: float = 0.0) -> torch.Tensor:
+    """One sample (N, C, T, H, W) per caption (N, M), on Karras noise levels, guided above `guidance_min_sigma`."""
     device = next(denoiser.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     sigmas = karras_sigmas(steps).to(device)
     noise = randn((len(caption_ids), *data_shape), generator, device) * sigmas[0]
-    guided = GuidedDenoiser(denoiser.eval(), guidance, {"caption": PAD})
+    guided = GuidedDenoiser(denoiser.eval(), guidance, {"caption": PAD}, interval=(guidance_min_sigma, math.inf))
     return get_sampler(sampler)(guided, noise, sigmas, cond={"caption": caption_ids.to(device)},
                                 generator=generator).cpu()
 
@@ -285,7 +292,7 @@ def score_samples(denoiser, tokenizer, vae, captions, config: VideoConfig, data_
     """Guided samples for `captions`, decoded and scored against the world: (scores, videos)."""
     ids = tokenizer.encode(captions, config.caption_length)
     latents = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
-                             config.seed + 1)
+                             config.seed + 1, config.guidance_min_sigma)
     videos = decode(vae, latents)
     return score_videos(videos, captions, config.dataset), videos
 
@@ -344,9 +351,10 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
 
 
 def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", steps: int = 30, cfg: float = 4.0,
-               num: int = 4, seed: int = 0, out: str = "samples") -> dict:
+               num: int = 4, seed: int = 0, out: str = "samples", cfg_min_sigma: Optional[float] = None) -> dict:
     """`python -m minisora sample`: `num` videos per prompt from a model.pt, written as OUT/NN.mp4 and .gif and one
-    tiled OUT/samples.gif, and scored against the model's world where the prompt names what the world can show."""
+    tiled OUT/samples.gif, and scored against the model's world where the prompt names what the world can show.
+    Guidance applies above `cfg_min_sigma` (None: the model's own `guidance_min_sigma`)."""
     config, tokenizer, data_shape, denoiser, vae = load_model(checkpoint)
     unknown = sorted({word for prompt in prompts for word in split_words(prompt) if word not in tokenizer.ids})
     if unknown:
@@ -354,7 +362,8 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
               f"{' '.join(tokenizer.words[3:])}")
     captions = [prompt for prompt in prompts for _ in range(num)]
     ids = tokenizer.encode(captions, config.caption_length)
-    videos = decode(vae, sample_latents(denoiser, ids, data_shape, sampler, steps, cfg, seed))
+    min_sigma = config.guidance_min_sigma if cfg_min_sigma is None else cfg_min_sigma
+    videos = decode(vae, sample_latents(denoiser, ids, data_shape, sampler, steps, cfg, seed, min_sigma))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for index, video in enumerate(videos):
