@@ -34,7 +34,8 @@ class GuidedDenoiser:
     one batch of twice the size. `null_cond` holds the null value of every condition, e.g. {"label": 10}.
     Guidance applies at noise levels sigma in `interval` = (low, high]; elsewhere the conditional denoiser runs
     alone (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and Distribution
-    Quality in Diffusion Models": guiding near the data adds little and distorts details)."""
+    Quality in Diffusion Models": at high noise guidance costs variety, near the data it adds little; in the tiny
+    text-to-video preset, guiding near the data also broke objects apart, benchmarks/RESULTS.md)."""
 
     def __init__(self, denoiser: Callable, scale: float, null_cond: dict,
                  interval: Tuple[float, float] = (0.0, math.inf)):
