@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from minisora.memory import MEMORY_PRESETS, MemoryConfig, dit_config
+from minisora.memory import MEMORY_PRESETS, dit_config
 from minisora.models.dit import DiT, count_parameters
 
 pytestmark = pytest.mark.lesson11
