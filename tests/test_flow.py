@@ -91,7 +91,8 @@ def test_time_distributions():
 
 
 def test_a_share_of_unshifted_times_mixes_the_two_distributions():
-    # the CDF of the mixture: share Phi(logit x) + (1 - share) Phi(logit(x / (s - (s - 1) x))), t' = s t / (1 + (s - 1) t)
+    # the mixture's CDF: share Phi(logit x) + (1 - share) Phi(logit(x / (s - (s - 1) x))), the second term
+    # inverting the shift t' = s t / (1 + (s - 1) t)
     shift, share = 6.0, 0.3
     draws = sample_times(400_000, "logit_normal", shift, torch.Generator().manual_seed(0), unshifted_share=share)
     normal = torch.distributions.Normal(0.0, 1.0)

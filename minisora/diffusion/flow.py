@@ -145,9 +145,10 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     target's variance finite as t -> 0 and makes it the noise loss) and the data: the network predicts x_0 but is
     scored on the velocity that prediction implies, u_hat - u = (alpha' - sigma' alpha / sigma)(x0_hat - x_0), with
     sigma_t held at `data_min_sigma` or above, which caps the weight near the clean end (Li & He 2025, "Back to
-    Basics: Let Denoising Generative Models Denoise": x-prediction with the v-loss). Predicting x_0 matters when a token's patch has more values than the
-    token has width: a velocity or noise prediction cannot then reach every direction of the noise, which passes
-    through to the samples; a data prediction only has to reach the data, which lies near a low-dimensional set."""
+    Basics: Let Denoising Generative Models Denoise": x-prediction with the v-loss). Predicting x_0 matters when a
+    token's patch has more values than the token has width: a velocity or noise prediction cannot then reach every
+    direction of the noise, which passes through to the samples; a data prediction only has to reach the data,
+    which lies near a low-dimensional set."""
     t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device, unshifted_share).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     # x_t = alpha_t x_0 + sigma_t eps
