@@ -101,3 +101,20 @@ def test_the_latent_pipeline_trains_a_vae_caches_latents_and_ships_the_vae(tmp_p
     written = (tmp_path / "vae" / "vae.pt").stat().st_mtime_ns
     run_video(replace(config, steps=1), progress=False)
     assert (tmp_path / "vae" / "vae.pt").stat().st_mtime_ns == written  # reused, not trained again
+
+
+def test_the_denoising_benchmark_reads_the_real_shapes_and_tabulates_the_model(small_run):
+    config, _ = small_run
+    result = subprocess.run([sys.executable, "benchmarks/text_to_video_denoising.py",
+                             str(Path(config.out_dir) / "model.pt")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(" |")[0].strip("| "): line.split("|")[2:-1] for line in result.stdout.splitlines()
+            if line.startswith("| ")}
+    real_fill = {shape: float(rows[name][0]) for name in rows for shape in ("circle", "square", "triangle")
+                 if name.startswith(f"{shape} (")}
+    assert real_fill["square"] > 0.89 > real_fill["circle"] > 0.64 > real_fill["triangle"]  # the scorer's thresholds
+    identity = [float(value) for value in rows["x_t / (1 - t), the identity"]]
+    assert identity == sorted(identity) and identity[0] < 0.001  # the identity's error grows with t from ~0
+    asked = sum(int(count) for shape in ("circle", "square", "triangle") for count in rows[shape])
+    assert asked == config.held_out  # every sample is read as some shape (or none)
