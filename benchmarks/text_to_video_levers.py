@@ -29,6 +29,7 @@ VARIANTS = {  # name: changes to the tiny preset
     "learning rate 4e-3, 1300 steps": dict(learning_rate=4e-3, steps=1300),
     "learning rate 8e-3, 1300 steps": dict(learning_rate=8e-3, steps=1300),
     "8 frames, 1x8x8 patches": dict(num_frames=8, temporal_patch=1),
+    "D96, 2800 steps (about the same time)": dict(hidden=96, steps=2800),
     "guidance at every noise level": dict(guidance_min_sigma=0.0),
     "30% unshifted times, weight capped at sigma 0.3": dict(unshifted_share=0.3, data_min_sigma=0.3),
     "bf16 autocast": dict(precision="bf16"),
