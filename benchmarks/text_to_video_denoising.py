@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from minisora.scoring import caption_attributes, majority, read_frame, shape_from_fill
+from minisora.scoring import caption_attributes, majority_shape, read_video
 from minisora.train.video import held_out_clips, load_model, score_samples
 from tiny_datasets.shapes import SHAPES
 
@@ -25,20 +25,21 @@ TIMES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 SWAP_TIMES = (0.05, 0.3, 0.7)  # where the caption's shape word is swapped
 
 
-def frames_of(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) in 0..255, as the scorer reads them."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).permute(1, 2, 3, 0).double().numpy()
+def present_readings(video: torch.Tensor) -> list:
+    """The scorer's readings of the frames of `video` that hold an object."""
+    return [reading for reading in read_video(video) if reading.centre is not None]
 
 
 def median_fill(video: torch.Tensor) -> float:
     """The median over frames of the object's fill of its bounding box (frames with no object left out)."""
-    fills = [reading.fill for reading in map(read_frame, frames_of(video)) if reading.centre is not None]
+    fills = [reading.fill for reading in present_readings(video)]
     return float(np.median(fills)) if fills else float("nan")
 
 
-def read_shape(video: torch.Tensor) -> str:
-    readings = [read_frame(frame) for frame in frames_of(video)]
-    return majority([shape_from_fill(reading.fill) for reading in readings if reading.centre is not None]) or "none"
+@torch.no_grad()
+def denoised(denoiser, clips: torch.Tensor, noise: torch.Tensor, t: float, caption_ids: torch.Tensor) -> torch.Tensor:
+    """The model's x0 of the clips noised to x_t = (1 - t) x_0 + t eps."""
+    return denoiser.model((1 - t) * clips + t * noise, torch.full((len(clips),), t), caption=caption_ids)
 
 
 def main():
@@ -61,10 +62,9 @@ def main():
     errors, fills = [], {shape: [np.mean([median_fill(clips[i]) for i in by_shape[shape]])] for shape in SHAPES}
     denoiser.eval()
     for t in TIMES:
-        x_t = (1 - t) * clips + t * noise
-        with torch.no_grad():
-            x0 = denoiser.model(x_t, torch.full((len(clips),), t), caption=ids)
-        errors.append(((x0 - clips).pow(2).mean().item(), (x_t / (1 - t) - clips).pow(2).mean().item()))
+        x0 = denoised(denoiser, clips, noise, t, ids)
+        # x_t / (1 - t) - x_0 = t / (1 - t) eps
+        errors.append(((x0 - clips).pow(2).mean().item(), (t / (1 - t) * noise).pow(2).mean().item()))
         for shape in SHAPES:
             fills[shape].append(np.nanmean([median_fill(x0[i]) for i in by_shape[shape]]))
 
@@ -84,16 +84,12 @@ def main():
         for named in SHAPES:
             which = by_shape[shown]
             swapped = tokenizer.encode([captions[i].replace(shown, named) for i in which], config.caption_length)
-            row = []
-            for t in SWAP_TIMES:
-                with torch.no_grad():
-                    x0 = denoiser.model((1 - t) * clips[which] + t * noise[which], torch.full((len(which),), t),
-                                        caption=swapped)
-                row.append(np.nanmean([median_fill(video) for video in x0]))
+            row = [np.nanmean([median_fill(video) for video in denoised(denoiser, clips[which], noise[which], t,
+                                                                        swapped)]) for t in SWAP_TIMES]
             print(f"| {shown} | {named} | " + " | ".join(f"{fill:.2f}" for fill in row) + " |")
 
     scores, videos = score_samples(denoiser, tokenizer, vae, captions, config, data_shape)
-    read = Counter((asked, read_shape(video)) for asked, video in zip(wanted, videos))
+    read = Counter((asked, majority_shape(present_readings(video)) or "none") for asked, video in zip(wanted, videos))
     print(f"\nthe model's samples ({config.sampler}, {config.sampling_steps} steps, guidance {config.guidance} above "
           f"sigma {config.guidance_min_sigma}): shape {scores['shape']:.0%}, adherence {scores['adherence']:.0%}\n")
     readings = [*SHAPES, "none"]

@@ -182,17 +182,27 @@ def ball_motion_fit(track: np.ndarray) -> Tuple[float, float]:
     return math.sqrt(best), best_horizontal
 
 
+def read_video(video: torch.Tensor) -> List[FrameReading]:
+    """Every frame of a video (3, T, H, W) in [-1, 1], read."""
+    frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 3, 0).double().numpy()  # (T, H, W, 3)
+    return [read_frame(frame) for frame in frames]
+
+
+def majority_shape(present: Sequence[FrameReading]) -> Optional[str]:
+    """The shape most frames with an object read as."""
+    return majority([shape_from_fill(reading.fill) for reading in present])
+
+
 def score_video(video: torch.Tensor, caption: str, dataset: str) -> Dict[str, float]:
     """Scores of one video (3, T, H, W) in [-1, 1] against its caption, each 0 or 1 except motion_error."""
     wanted = caption_attributes(caption, dataset)
-    frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 3, 0).double().numpy()  # (T, H, W, 3)
-    readings = [read_frame(frame) for frame in frames]
+    readings = read_video(video)
     present = [reading for reading in readings if reading.centre is not None]
     scores = {"permanence": float(all(reading.blobs == 1 for reading in readings))}
     if "colour" in wanted:
         scores["colour"] = float(majority([reading.colour for reading in present]) == wanted["colour"])
     if "shape" in wanted:
-        scores["shape"] = float(majority([shape_from_fill(reading.fill) for reading in present]) == wanted["shape"])
+        scores["shape"] = float(majority_shape(present) == wanted["shape"])
     if len(present) == len(readings) and len(readings) > 1:
         track = np.asarray([reading.centre for reading in readings])  # (T, 2)
         # the direction is the fitted motion's start velocity: bounces later in the clip do not confuse it
