@@ -127,8 +127,9 @@ def shape_from_fill(fill: float) -> str:
 
 
 def majority(values: Sequence[str]) -> Optional[str]:
+    """The most frequent value; a tie goes to the value seen first (not to Python's per-process string hashing)."""
     values = [value for value in values if value is not None]
-    return max(set(values), key=values.count) if values else None
+    return max(values, key=values.count) if values else None
 
 
 def nearest_direction(dx: float, dy: float, names: Sequence[str]) -> Optional[str]:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from minisora.scoring import (caption_attributes, fold, read_frame, score_video, score_videos, shape_from_fill,
-                              straight_motion_fit)
+from minisora.scoring import (caption_attributes, fold, majority, read_frame, score_video, score_videos,
+                              shape_from_fill, straight_motion_fit)
 from tiny_datasets.shapes import SHAPES, Shape, render
 from tiny_datasets.videos import bounce_between_walls, video_dataset
 
@@ -101,3 +101,10 @@ def test_captions_are_read_for_what_they_name():
         caption_attributes("a face moving left", "faces")
     with pytest.raises(ValueError, match=r"takes videos \(N, 3, T, H, W\) and N captions"):
         score_videos(torch.zeros(2, 3, 4, 32, 32), ["a red circle moving left"], "shapes")
+
+
+def test_a_majority_tie_goes_to_the_value_seen_first():
+    # a set's order of strings changes from process to process; a tie must not
+    assert majority(["triangle", "circle", "circle", "triangle", None]) == "triangle"
+    assert majority(["circle", "triangle", "triangle", "circle"]) == "circle"
+    assert majority(["square", "circle", "circle"]) == "circle" and majority([None]) is None
