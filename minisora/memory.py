@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from .models.dit import DiT, DiTConfig
+from .models.patches import check_patchable
 from .train.precision import PRECISIONS
 
 
@@ -108,10 +109,11 @@ MEMORY_PRESETS = {
     "256px": MemoryConfig(batch_size=16, **DIT_L),
     # 3 s at 24 fps of 480p (73 frames of 480 x 848) -> latents 4 x 19 x 60 x 106 -> 30,210 tokens; DiT-L/2
     "480p": MemoryConfig(frames=73, height=480, width=848, batch_size=1, **DIT_L),
-    # the CPU-sized model of the tiny preset: 16 frames of 32 x 32 pixels, 2 x 4 x 4 patches
+    # the text-to-video tiny preset's DiT (`train --preset tiny`): 16 frames of 32 x 32 pixels, 2 x 8 x 8 patches
+    # (128 tokens a clip), D = 128, 6 blocks, 32 clips a step; its caption encoder and cross-attention are not counted
     "tiny": MemoryConfig(frames=16, height=32, width=32, spatial_downsample=1, temporal_downsample=1,
-                         latent_channels=3, patch_size=4, temporal_patch=2, hidden=96, depth=4, heads=4,
-                         batch_size=16, precision="fp32", attention="sdpa", checkpoint_activations=False),
+                         latent_channels=3, patch_size=8, temporal_patch=2, hidden=128, depth=6, heads=4,
+                         batch_size=32, precision="fp32", attention="sdpa", checkpoint_activations=False),
 }
 
 
@@ -122,12 +124,11 @@ def token_grid(config: MemoryConfig) -> Tuple[int, int, int]:
                          f"temporal_downsample={config.temporal_downsample}")
     latent_frames = 1 + (config.frames - 1) // config.temporal_downsample if config.temporal_downsample > 1 \
         else config.frames
-    cell = config.spatial_downsample * config.patch_size
-    if config.height % cell or config.width % cell or latent_frames % config.temporal_patch:
-        raise ValueError(f"a {config.frames} x {config.height} x {config.width} video has latents of {latent_frames} "
-                         f"frames, which must divide by temporal_patch={config.temporal_patch}, and sides that must "
-                         f"divide by spatial_downsample * patch_size = {cell}")
-    return latent_frames // config.temporal_patch, config.height // cell, config.width // cell
+    if config.height % config.spatial_downsample or config.width % config.spatial_downsample:
+        raise ValueError(f"a {config.height} x {config.width} video does not divide by the VAE's spatial_downsample="
+                         f"{config.spatial_downsample}; choose sides that are multiples of it")
+    latent_shape = (latent_frames, config.height // config.spatial_downsample, config.width // config.spatial_downsample)
+    return check_patchable(latent_shape, (config.temporal_patch, config.patch_size, config.patch_size))
 
 
 def dit_config(config: MemoryConfig) -> DiTConfig:

@@ -75,8 +75,10 @@ def test_flash_attention_removes_the_quadratic_term():
 def test_bad_sizes_are_clear_errors():
     with pytest.raises(ValueError, match="frames=6 must be 1 \\+ 4 k"):
         token_grid(replace(MEMORY_PRESETS["256px"], frames=6))
-    with pytest.raises(ValueError, match="must divide by spatial_downsample \\* patch_size = 16"):
+    with pytest.raises(ValueError, match="250 video does not divide by the VAE's spatial_downsample=8"):
         token_grid(replace(MEMORY_PRESETS["256px"], width=250))
+    with pytest.raises(ValueError, match="width 33 is not divisible by the patch size 2"):  # 264 / 8 = 33 latents
+        token_grid(replace(MEMORY_PRESETS["256px"], width=264))
 
 
 def test_memory_command_prints_the_table():

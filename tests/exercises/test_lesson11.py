@@ -14,7 +14,7 @@ pytestmark = pytest.mark.lesson11
 def test_token_grid_of_the_presets(impl):
     assert impl.token_grid(MEMORY_PRESETS["256px"]) == (5, 16, 16)  # 17 frames -> 5 latent frames of 32 x 32
     assert impl.token_grid(MEMORY_PRESETS["480p"]) == (19, 30, 53)
-    assert impl.token_grid(MEMORY_PRESETS["tiny"]) == (8, 8, 8)  # pixels, 2 x 4 x 4 patches
+    assert impl.token_grid(MEMORY_PRESETS["tiny"]) == (8, 4, 4)  # pixels, 2 x 8 x 8 patches
     with pytest.raises(ValueError):
         impl.token_grid(replace(MEMORY_PRESETS["256px"], frames=16))
     with pytest.raises(ValueError):
