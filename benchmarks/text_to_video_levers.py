@@ -40,6 +40,8 @@ VARIANTS = {  # name: changes to the tiny preset
     "2x4x4 patches, 4x steps": dict(patch_size=4, steps=4 * TINY_STEPS),
     "2x4x4 patches, D192, 8 blocks, 4x steps": dict(patch_size=4, hidden=192, depth=8, heads=6,
                                                     steps=4 * TINY_STEPS),
+    "2x4x4 patches, D64, Latte interleaved (about the same time)": dict(patch_size=4, hidden=64,
+                                                                        layout="latte_interleaved", steps=1300),
     "Latte interleaved": dict(layout="latte_interleaved"),
     "W.A.L.T windows": dict(layout="walt_windows"),
 }
