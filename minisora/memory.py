@@ -127,7 +127,8 @@ def token_grid(config: MemoryConfig) -> Tuple[int, int, int]:
     if config.height % config.spatial_downsample or config.width % config.spatial_downsample:
         raise ValueError(f"a {config.height} x {config.width} video does not divide by the VAE's spatial_downsample="
                          f"{config.spatial_downsample}; choose sides that are multiples of it")
-    latent_shape = (latent_frames, config.height // config.spatial_downsample, config.width // config.spatial_downsample)
+    downsample = config.spatial_downsample
+    latent_shape = (latent_frames, config.height // downsample, config.width // downsample)
     return check_patchable(latent_shape, (config.temporal_patch, config.patch_size, config.patch_size))
 
 
