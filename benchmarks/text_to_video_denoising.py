@@ -3,7 +3,7 @@ which shapes its own samples come out as.
 
     python benchmarks/text_to_video_denoising.py runs/tiny/model.pt [--clips 64]
 
-Three tables: (1) the mean-square error of the model's x0 from x_t = (1 - t) x_0 + t eps against returning
+Four tables: (1) the mean-square error of the model's x0 from x_t = (1 - t) x_0 + t eps against returning
 x_t / (1 - t) unchanged (the identity: the better answer near the clean end for a model that cannot denoise there);
 (2) the fill of the object's bounding box (minisora.scoring reads a square above 0.89, a circle above 0.64) in the
 real clips and in the model's x0 of them at each t, per shape asked for; (3) the same fill when the caption names

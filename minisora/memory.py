@@ -124,10 +124,10 @@ def token_grid(config: MemoryConfig) -> Tuple[int, int, int]:
                          f"temporal_downsample={config.temporal_downsample}")
     latent_frames = 1 + (config.frames - 1) // config.temporal_downsample if config.temporal_downsample > 1 \
         else config.frames
-    if config.height % config.spatial_downsample or config.width % config.spatial_downsample:
-        raise ValueError(f"a {config.height} x {config.width} video does not divide by the VAE's spatial_downsample="
-                         f"{config.spatial_downsample}; choose sides that are multiples of it")
     downsample = config.spatial_downsample
+    if config.height % downsample or config.width % downsample:
+        raise ValueError(f"a {config.height} x {config.width} video does not divide by the VAE's spatial_downsample="
+                         f"{downsample}; choose sides that are multiples of it")
     latent_shape = (latent_frames, config.height // downsample, config.width // downsample)
     return check_patchable(latent_shape, (config.temporal_patch, config.patch_size, config.patch_size))
 
