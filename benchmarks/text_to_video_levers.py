@@ -18,8 +18,11 @@ from minisora.train.video import VIDEO_PRESETS, run_video
 
 TINY_STEPS = VIDEO_PRESETS["tiny"].steps
 EARLIER = dict(learning_rate=1e-3, steps=1300)  # the preset's settings when the time shift was measured
-VARIANTS = {  # name: changes to the tiny preset
+VARIANTS = {  # name: changes to the tiny preset (rows of RESULTS.md were measured on the preset of their day)
     "tiny preset": {},
+    "AdamW without rotary positions (the preset before 2026-11-25)": dict(optimizer="adamw", rotary=False),
+    "Muon without rotary positions": dict(rotary=False),
+    "rotary positions with AdamW": dict(optimizer="adamw"),
     "no time shift": dict(time_shift=1.0, **EARLIER),
     "time shift 3": dict(time_shift=3.0, **EARLIER),
     "time shift 6": dict(**EARLIER),

@@ -7,7 +7,7 @@ from minisora.diffusion.samplers import sample_heun
 from minisora.diffusion.schedules import karras_sigmas
 from minisora.models.attention import Attention, attention_math, attention_sdpa
 from minisora.models.dit import CONDITIONINGS, DiT, DiTConfig, count_parameters, dit_config, forward_gflops
-from minisora.models.embeddings import LabelEmbedding, sincos_position_embedding
+from minisora.models.embeddings import LabelEmbedding, apply_rotary, rotary_angles, sincos_position_embedding
 from minisora.models.patches import patchify, unpatchify
 
 TINY = DiTConfig(input_size=8, in_channels=3, patch_size=2, hidden=32, depth=2, heads=4, num_classes=5,
@@ -38,6 +38,41 @@ def test_sincos_positions_are_distinct_and_split_between_axes():
     image = sincos_position_embedding((1, 4, 4), 64)
     torch.testing.assert_close(image[1, :32], image[0, :32])  # same row: the row half agrees
     assert not torch.allclose(image[1, 32:], image[0, 32:])
+
+
+def test_rotary_scores_depend_only_on_the_offset_between_tokens():
+    """RoPE's point (RoFormer, Eq. 16): a query and a key turned by their positions have a dot product that depends
+    on the positions only through their difference. Checked against complex numbers: the pair (x_i, x_{i + d/2}) is
+    x_i + j x_{i + d/2}, turning it multiplies by e^(j angle), and the dot product is Re(sum q conj(k))."""
+    grid, head_dim = (3, 4, 5), 16
+    angles = rotary_angles(grid, head_dim).double()  # (60, 8)
+    q, k = torch.randn(head_dim, dtype=torch.float64), torch.randn(head_dim, dtype=torch.float64)
+    turned_q, turned_k = apply_rotary(q.expand(60, -1), angles), apply_rotary(k.expand(60, -1), angles)
+    scores = turned_q @ turned_k.T  # (query position, key position)
+
+    def index(t, h, w):
+        return (t * 4 + h) * 5 + w
+
+    complex_q, complex_k = torch.complex(q[:8], q[8:]), torch.complex(k[:8], k[8:])
+    for (query, key) in [((0, 0, 0), (1, 2, 3)), ((1, 1, 1), (2, 3, 4)), ((2, 3, 4), (0, 0, 0))]:
+        expected = (complex_q * complex_k.conj() * torch.exp(1j * (angles[index(*query)] - angles[index(*key)]))).real
+        torch.testing.assert_close(scores[index(*query), index(*key)], expected.sum())
+    # the same offset (1, 2, 3) anywhere in the grid: the same score
+    torch.testing.assert_close(scores[index(0, 0, 0), index(1, 2, 3)], scores[index(1, 1, 1), index(2, 3, 4)])
+    assert not torch.isclose(scores[index(0, 0, 0), index(1, 2, 3)], scores[index(0, 0, 0), index(1, 2, 2)])
+    torch.testing.assert_close(turned_q.norm(dim=1), q.norm().expand(60))  # turning keeps lengths
+
+
+def test_rotary_angles_split_the_pairs_between_the_axes():
+    angles = rotary_angles((2, 3, 3), 32)  # 16 pairs: 4 for the frame, 6 for the row, 6 for the column
+    assert angles.shape == (18, 16)
+    moved = {"frame": angles[9] - angles[0], "row": angles[3] - angles[0], "column": angles[1] - angles[0]}
+    for axis, pairs in [("frame", slice(0, 4)), ("row", slice(4, 10)), ("column", slice(10, 16))]:
+        assert (moved[axis][pairs] > 0).all() and moved[axis].count_nonzero() == pairs.stop - pairs.start, axis
+    with pytest.raises(ValueError, match="even head dim"):
+        rotary_angles((2, 3, 3), 15)
+    with pytest.raises(ValueError, match="at least 6"):
+        rotary_angles((2, 3, 3), 4)
 
 
 @pytest.mark.parametrize("masked", [False, True])

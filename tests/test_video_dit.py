@@ -51,8 +51,9 @@ def same_window(grid, window) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_each_block_sees_exactly_its_windows(layout):
-    config = small_config(layout=layout, vocabulary_size=0)
+@pytest.mark.parametrize("rotary", [False, True])
+def test_each_block_sees_exactly_its_windows(layout, rotary):
+    config = small_config(layout=layout, vocabulary_size=0, rotary=rotary)
     grid = (4, 4, 4)
     for index, window in enumerate(block_windows(config)):
         torch.manual_seed(index)

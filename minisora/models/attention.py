@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import flash_attention
+from .embeddings import apply_rotary
 
 
 def attention_math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -62,7 +63,10 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
-                key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                key_padding_mask: Optional[torch.Tensor] = None,
+                rotary_angles: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`rotary_angles` (N, D / heads / 2), for self-attention: turn queries and keys by their tokens' positions
+        (`embeddings.rotary_angles`) before the dot products."""
         batch, tokens, dim = x.shape
         source = x if context is None else context
 
@@ -70,6 +74,8 @@ class Attention(nn.Module):
             return values.reshape(batch, values.shape[1], self.heads, dim // self.heads).transpose(1, 2)
 
         key, value = self.key_value(source).chunk(2, dim=-1)
-        out = get_attention_backend(self.backend)(split_heads(self.query(x)), split_heads(key), split_heads(value),
-                                                  key_padding_mask)
+        query, key = split_heads(self.query(x)), split_heads(key)  # (B, heads, N, D / heads)
+        if rotary_angles is not None:
+            query, key = apply_rotary(query, rotary_angles), apply_rotary(key, rotary_angles)
+        out = get_attention_backend(self.backend)(query, key, split_heads(value), key_padding_mask)
         return self.out(out.transpose(1, 2).reshape(batch, tokens, dim))

@@ -36,6 +36,38 @@ def sincos_position_embedding(grid: Tuple[int, int, int], dim: int, time_dim: in
     return torch.cat(parts, dim=1)  # (N, dim)
 
 
+def rotary_angles(grid: Tuple[int, int, int], head_dim: int, max_period: float = 100.0) -> torch.Tensor:
+    """The angles of 3D rotary position embedding (RoPE, Su et al. 2021; per axis, as video DiTs such as CogVideoX
+    use it) for a (T, H, W) token grid in (t, h, w) order: (T * H * W, head_dim / 2). Each of a head's head_dim / 2
+    channel pairs turns with one axis's position at one frequency: a quarter of the pairs (at least one) follow the
+    frame, the rest are split between row and column. The frequencies of an axis with n pairs are
+    max_period^(-i / n), i = 0..n-1: the grids here are a few to tens of tokens long, so a max_period of 100 (not
+    the language models' 10000) keeps most pairs turning measurably across them."""
+    if head_dim % 2:
+        raise ValueError(f"rotary position embedding needs an even head dim, got {head_dim}; choose hidden / heads even")
+    pairs = head_dim // 2
+    time_pairs = max(1, pairs // 4) + (pairs - max(1, pairs // 4)) % 2
+    space_pairs = (pairs - time_pairs) // 2
+    if space_pairs < 1:
+        raise ValueError(f"rotary position embedding needs a head dim of at least 6 (a pair per axis), got {head_dim}")
+    positions = torch.meshgrid(*(torch.arange(side, dtype=torch.float64) for side in grid), indexing="ij")
+    angles = []
+    for position, count in zip(positions, (time_pairs, space_pairs, space_pairs)):
+        # theta_i = max_period^(-i / n);  angle = position * theta_i
+        frequencies = max_period ** (-torch.arange(count, dtype=torch.float64) / count)
+        angles.append(position.flatten()[:, None] * frequencies[None])
+    return torch.cat(angles, dim=1).float()  # (N, head_dim / 2)
+
+
+def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Turn each channel pair (x_i, x_{i + d/2}) of x (..., N, d) by its angle (N, d / 2):
+    (x_i cos a - x_{i+d/2} sin a, x_i sin a + x_{i+d/2} cos a). Queries and keys turned this way have dot products
+    that depend on their positions only through the difference (RoFormer, Eq. 16)."""
+    first, second = x.chunk(2, dim=-1)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+
+
 class TimestepEmbedding(nn.Module):
     """A scalar per sample (timestep or noise label) -> (B, hidden): sinusoidal features, then an MLP (DiT, Section 3.2).
     `scale` multiplies the value first, so that labels of any range (EDM's ln(sigma)/4, flow times in [0, 1]) spread

@@ -1,7 +1,9 @@
 """The video DiT: a Diffusion Transformer over spacetime patches of (latent) video, conditioned on a caption.
 
 Tokens are spacetime patches (pt, ph, pw) of the input with fixed sin-cos positions, a part of each for the frame
-and the rest for row and column (`embeddings.sincos_position_embedding`). Every block is DiT's adaLN-Zero block
+and the rest for row and column (`embeddings.sincos_position_embedding`); with `rotary`, self-attention also turns
+queries and keys by their positions (3D RoPE, `embeddings.rotary_angles`), so that attention scores see the offset
+between two tokens directly. Every block is DiT's adaLN-Zero block
 (Peebles & Xie 2023) with cross-attention to the caption's tokens added after self-attention (as PixArt-alpha and
 Latte condition on text); the noise level and the pooled caption modulate the norms.
 
@@ -26,7 +28,7 @@ from torch import nn
 
 from .attention import Attention
 from .dit import FinalLayer, initialize_adaln_zero, modulate
-from .embeddings import TimestepEmbedding, sincos_position_embedding
+from .embeddings import TimestepEmbedding, rotary_angles, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
 from .text import TextEncoder
 from .transformer import MLP, check_denoiser_inputs, run_block
@@ -48,6 +50,7 @@ class VideoDiTConfig:
     mlp_ratio: float = 4.0  # MLP width / D
     layout: str = "spacetime"  # which tokens attend to which, block by block: one of LAYOUTS
     window: Tuple[int, int, int] = (2, 2, 2)  # "walt_windows": the spacetime window (t, h, w), in tokens
+    rotary: bool = False  # also turn queries and keys by their positions in the window (3D RoPE), besides sin-cos
     vocabulary_size: int = 0  # caption tokenizer's vocabulary; 0 for an unconditional model (no text encoder)
     caption_length: int = 16  # caption ids per sample, <caption> token and padding included
     text_hidden: int = 64  # width of the text encoder
@@ -108,6 +111,9 @@ class VideoDiTBlock(nn.Module):
         dim, self.window, self.grid = config.hidden, window, token_grid(config)
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attention = Attention(dim, config.heads, config.attention_backend)
+        # positions within a window: RoPE's dot products see only differences, so every window can share them
+        angles = rotary_angles(window, dim // config.heads) if config.rotary else None
+        self.register_buffer("rotary_angles", angles, persistent=False)  # (t h w, D / heads / 2) or None
         self.text = config.vocabulary_size > 0
         if self.text:
             self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
@@ -122,7 +128,8 @@ class VideoDiTBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)
         h = group_into_windows(modulate(self.norm1(x), shift1, scale1), self.grid, self.window)
         # x = x + alpha_1 Attn_window(gamma_1 LN(x) + beta_1)
-        x = x + gate1[:, None] * ungroup_windows(self.attention(h), self.grid, self.window, x.shape[0])
+        attended = self.attention(h, rotary_angles=self.rotary_angles)
+        x = x + gate1[:, None] * ungroup_windows(attended, self.grid, self.window, x.shape[0])
         if self.text:
             # x = x + CrossAttn(LN(x), caption tokens)
             x = x + self.cross_attention(self.norm_cross(x), context=text, key_padding_mask=text_mask)

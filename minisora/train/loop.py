@@ -1,7 +1,7 @@
-"""The training loop every trainer in minisora runs: AdamW, a learning rate that warms up, holds, then decays, EMA
-of weights, gradient accumulation and clipping, mixed precision, skipped steps on non-finite gradients (an error when
-they persist), tqdm progress with the loss, metrics to a JSON-lines file, and checkpoints to resume from. Trainers
-supply the model and a function that draws a batch and returns its loss."""
+"""The training loop every trainer in minisora runs: AdamW (or Muon, see optimizers.py), a learning rate that warms
+up, holds, then decays, EMA of weights, gradient accumulation and clipping, mixed precision, skipped steps on
+non-finite gradients (an error when they persist), tqdm progress with the loss, metrics to a JSON-lines file, and
+checkpoints to resume from. Trainers supply the model and a function that draws a batch and returns its loss."""
 import json
 import time
 from dataclasses import dataclass
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import make_ema, update_ema
+from .optimizers import build_optimizer
 from .precision import MixedPrecision
 
 
@@ -51,11 +52,11 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
                learning_rate: float, ema_decay: float, seed: int, description: str = "train",
                progress: bool = True, checkpointing: Optional[Checkpointing] = None, precision: str = "fp32",
                warmup_steps: int = 0, accumulation: int = 1, clip_norm: float = 0.0, weight_decay: float = 0.01,
-               logging: Optional[Logging] = None) -> Tuple[torch.nn.Module, List[float]]:
+               logging: Optional[Logging] = None, optimizer: str = "adamw") -> Tuple[torch.nn.Module, List[float]]:
     """Optimise `model` for `steps` optimizer steps of loss_of_batch(generator), which draws its own batch; returns
     (ema copy of the model, per-step losses). Each step accumulates the gradients of `accumulation` batches (the
-    mean of their losses), clips their norm to `clip_norm` when positive, and updates with AdamW at
-    learning_rate * learning_rate_factor(step). `precision` "bf16" or "fp16" runs the loss under autocast with float32
+    mean of their losses), clips their norm to `clip_norm` when positive, and updates with `optimizer` ("adamw", or
+    "muon" for the transformer blocks' matrices and AdamW for the rest) at learning_rate * learning_rate_factor(step). `precision` "bf16" or "fp16" runs the loss under autocast with float32
     master weights (see precision.py). Deterministic on CPU for a given seed, and a resumed run continues exactly as
     an uninterrupted one would (the batch generator's and torch's random states are checkpointed too)."""
     if steps < 1 or accumulation < 1 or warmup_steps < 0 or clip_norm < 0:
@@ -65,7 +66,7 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
     device_type = next(model.parameters()).device.type
     mixed_precision = MixedPrecision(precision, device_type, learning_rate=learning_rate)
     ema = make_ema(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    optimizer = build_optimizer(model, optimizer, learning_rate, weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, steps,
                                                                                               warmup_steps))
     losses: List[float] = []

@@ -59,6 +59,7 @@ class VideoConfig:
     heads: int = 4  # attention heads
     layout: str = "spacetime"  # which tokens attend to which: spacetime, latte_interleaved, latte_late_fusion, walt_windows
     window: str = "1x2x2"  # walt_windows' local window t x h x w, in tokens
+    rotary: bool = True  # 3D rotary position embedding in self-attention, besides the sin-cos positions
     text_hidden: int = 64  # width of the caption encoder
     text_depth: int = 2  # blocks of the caption encoder
     caption_length: int = 12  # caption ids per clip (<caption>, words, padding)
@@ -69,10 +70,11 @@ class VideoConfig:
     # are decided (benchmarks/RESULTS.md: direction 14% unshifted, 88% at 6)
     unshifted_share: float = 0.0  # flow's share of training times left unshifted: the clean end, where shapes sharpen
     data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA  # data prediction's loss weight ~ 1 / sigma_t^2, capped here
-    steps: int = 1700  # optimizer steps (about 12 minutes on 2 CPU cores for the tiny preset)
+    steps: int = 1700  # optimizer steps (about 13.5 minutes on 2 CPU cores for the tiny preset)
     batch_size: int = 32  # clips per step
     accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
-    learning_rate: float = 3e-3  # AdamW's peak (the tiny preset improves from 1e-3 to 4e-3 and fails at 8e-3)
+    optimizer: str = "muon"  # "muon" (Muon for the transformer blocks' matrices, AdamW for the rest) or "adamw"
+    learning_rate: float = 3e-3  # the peak (with AdamW the tiny preset improves from 1e-3 to 4e-3, fails at 8e-3)
     warmup_steps: int = 50  # linear warmup of the learning rate
     clip_norm: float = 1.0  # gradient norm clipping (0 = off)
     ema_decay: float = 0.995  # EMA of weights, used for sampling
@@ -102,7 +104,7 @@ GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, te
                   precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda",
                   time_shift=2.0)  # the tiny preset's 6 scaled by sqrt(values per clip), Esser et al.'s rule; untested
 VIDEO_PRESETS = {
-    "tiny": VideoConfig(),  # 2 CPU cores, about 13 minutes
+    "tiny": VideoConfig(),  # 2 CPU cores, about 14 minutes
     # for one 24 GB GPU (not yet run on one): 64x64 clips in latent space, a DiT-S-sized model
     "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),
     "ball64": VideoConfig(dataset="ball", out_dir="runs/ball64", **GPU_PRESET),
@@ -195,7 +197,7 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
     network = VideoDiT(VideoDiTConfig(
         frames=frames, height=height, width=width, in_channels=channels, patch_size=config.patch_size,
         temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
-        layout=config.layout, window=parse_window(config.window), vocabulary_size=vocabulary_size,
+        layout=config.layout, window=parse_window(config.window), rotary=config.rotary, vocabulary_size=vocabulary_size,
         caption_length=config.caption_length, text_hidden=config.text_hidden, text_depth=config.text_depth,
         attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
         noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
@@ -222,7 +224,8 @@ def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tens
                                               "guidance", "guidance_min_sigma"), on_save=on_save)
     return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                       f"train the video DiT on {config.dataset}", progress, checkpointing, config.precision,
-                      config.warmup_steps, config.accumulation, config.clip_norm, logging=Logging(out / "metrics.jsonl"))
+                      config.warmup_steps, config.accumulation, config.clip_norm, logging=Logging(out / "metrics.jsonl"),
+                      optimizer=config.optimizer)
 
 
 @torch.no_grad()

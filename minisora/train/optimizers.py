@@ -1,0 +1,119 @@
+"""The optimizers of the training loop: AdamW (Loshchilov & Hutter 2019), and Muon (Jordan et al. 2024) for the
+transformer blocks' weight matrices with AdamW for every other parameter.
+
+Muon takes the momentum of a weight matrix's gradient and replaces it by the nearest semi-orthogonal matrix (its
+singular values set to about 1, its singular vectors kept) before stepping: every direction the gradient moves the
+matrix in moves at the same rate, where Adam's per-entry scaling lets a few dominant directions take the step. The
+orthogonalisation is five steps of a Newton-Schulz iteration, only matrix products. Muon is for hidden layers: the
+patch and caption embeddings, the output projection, biases, norms and lookup tables stay with AdamW. The update of
+a W (A x B) is scaled by 0.2 sqrt(max(A, B)), which gives it about AdamW's root-mean-square size, so Muon takes
+AdamW's learning rate and weight decay (Liu et al. 2025, "Muon is Scalable for LLM Training").
+
+`build_optimizer(model, name, learning_rate, weight_decay)` is what `train_loop` calls.
+"""
+import math
+from typing import Iterable, List, Tuple
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("adamw", "muon")
+# the quintic's coefficients (a, b, c), chosen by Jordan et al. for a steep rise at 0 in five steps
+NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz_orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """About U V^T for matrix = U S V^T (..., A, B), a batch of matrices at once:
+    X <- a X + (b X X^T + c (X X^T)^2) X, from X = matrix / ||matrix||_F. On each singular value s the iteration is
+    the scalar polynomial s <- a s + b s^3 + c s^5, which carries every s in (0, 1] to between about 0.7 and 1.2 in
+    five steps (not exactly 1: a steeper start at s near 0 served training better, Jordan et al. 2024). Computed in
+    float32."""
+    a, b, c = NEWTON_SCHULZ_COEFFICIENTS
+    wide = matrix.shape[-2] <= matrix.shape[-1]
+    x = matrix.float() if wide else matrix.float().mT  # (rows <= columns): X X^T is the smaller Gram matrix
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # ||X||_F = 1: every singular value is at most 1
+    for _ in range(steps):
+        gram = x @ x.mT
+        # X <- a X + (b G + c G^2) X,  G = X X^T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x if wide else x.mT).to(matrix.dtype)
+
+
+def muon_matrices(model: nn.Module) -> List[nn.Parameter]:
+    """The weights Muon updates: the matrices of the nn.Linear layers inside the model's transformer blocks (a
+    module path containing 'blocks.'), not the embeddings or the output layer around them."""
+    return [module.weight for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and "blocks." in f"{name}." and module.weight.requires_grad]
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Muon on the parameter groups marked muon=True, AdamW on the others, with one learning rate and schedule."""
+
+    def __init__(self, groups: Iterable[dict], lr: float, weight_decay: float = 0.01, momentum: float = 0.95,
+                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(list(groups), dict(lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas, eps=eps,
+                                            muon=False))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, decay = group["lr"], group["weight_decay"]
+            parameters = [parameter for parameter in group["params"] if parameter.grad is not None]
+            for parameter in parameters:
+                # decoupled weight decay: theta <- theta (1 - lr lambda)
+                parameter.mul_(1 - lr * decay)
+            if group["muon"]:
+                self.muon_update(parameters, [self.state[parameter] for parameter in parameters], lr,
+                                 group["momentum"])
+            else:
+                for parameter in parameters:
+                    self.adam_update(parameter, parameter.grad, self.state[parameter], lr, group["betas"],
+                                     group["eps"])
+
+    @staticmethod
+    def muon_update(parameters, states, lr, momentum):
+        """Orthogonalise the matrices of one shape together (a batched Newton-Schulz: one call per shape, not one
+        per matrix, which on a CPU costs more in overhead than in arithmetic at these sizes)."""
+        by_shape = {}
+        for parameter, state in zip(parameters, states):
+            if "momentum" not in state:
+                state["momentum"] = torch.zeros_like(parameter)
+            buffer = state["momentum"]
+            # B_t = mu B_{t-1} + (1 - mu) g_t;  Nesterov: look ahead to (1 - mu) g_t + mu B_t
+            buffer.lerp_(parameter.grad, 1 - momentum)
+            by_shape.setdefault(parameter.shape, []).append((parameter, parameter.grad.lerp(buffer, momentum)))
+        for shape, pairs in by_shape.items():
+            directions = newton_schulz_orthogonalize(torch.stack([direction for _, direction in pairs]))
+            for (parameter, _), direction in zip(pairs, directions):
+                # theta <- theta - lr 0.2 sqrt(max(A, B)) O_t
+                parameter.add_(direction, alpha=-lr * 0.2 * math.sqrt(max(shape)))
+
+    @staticmethod
+    def adam_update(parameter, gradient, state, lr, betas, eps):
+        if "step" not in state:
+            state["step"] = 0
+            state["mean"] = torch.zeros_like(parameter)
+            state["square"] = torch.zeros_like(parameter)
+        state["step"] += 1
+        (beta1, beta2), step = betas, state["step"]
+        # m_t = beta1 m_{t-1} + (1 - beta1) g;  v_t = beta2 v_{t-1} + (1 - beta2) g^2
+        state["mean"].lerp_(gradient, 1 - beta1)
+        state["square"].mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+        # theta <- theta - lr m_t / (1 - beta1^t) / (sqrt(v_t / (1 - beta2^t)) + eps)
+        denominator = (state["square"].sqrt() / math.sqrt(1 - beta2 ** step)).add_(eps)
+        parameter.addcdiv_(state["mean"], denominator, value=-lr / (1 - beta1 ** step))
+
+
+def build_optimizer(model: nn.Module, name: str, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW on every parameter ("adamw"), or Muon on `muon_matrices(model)` and AdamW on the rest ("muon")."""
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    if name != "muon":
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    matrices = {id(parameter) for parameter in muon_matrices(model)}
+    if not matrices:
+        raise ValueError(f"optimizer 'muon' found no transformer blocks (Linear layers under a 'blocks' module) in "
+                         f"{type(model).__name__}; use --optimizer=adamw")
+    others = [parameter for parameter in model.parameters() if id(parameter) not in matrices]
+    return MuonWithAdamW([dict(params=muon_matrices(model), muon=True), dict(params=others, muon=False)],
+                         lr=learning_rate, weight_decay=weight_decay)
