@@ -44,9 +44,11 @@ def rotary_angles(grid: Tuple[int, int, int], head_dim: int, max_period: float =
     max_period^(-i / n), i = 0..n-1: the grids here are a few to tens of tokens long, so a max_period of 100 (not
     the language models' 10000) keeps most pairs turning measurably across them."""
     if head_dim % 2:
-        raise ValueError(f"rotary position embedding needs an even head dim, got {head_dim}; choose hidden / heads even")
+        raise ValueError(f"rotary position embedding needs an even head dim, got {head_dim}; choose hidden / heads "
+                         f"even")
     pairs = head_dim // 2
-    time_pairs = max(1, pairs // 4) + (pairs - max(1, pairs // 4)) % 2
+    time_pairs = max(1, pairs // 4)
+    time_pairs += (pairs - time_pairs) % 2  # an odd pair left over goes to the frame, so row and column share evenly
     space_pairs = (pairs - time_pairs) // 2
     if space_pairs < 1:
         raise ValueError(f"rotary position embedding needs a head dim of at least 6 (a pair per axis), got {head_dim}")

@@ -63,19 +63,17 @@ class MuonWithAdamW(torch.optim.Optimizer):
                 # decoupled weight decay: theta <- theta (1 - lr lambda)
                 parameter.mul_(1 - lr * decay)
             if group["muon"]:
-                self.muon_update(parameters, [self.state[parameter] for parameter in parameters], lr,
-                                 group["momentum"])
+                self.muon_update(parameters, lr, group["momentum"])
             else:
                 for parameter in parameters:
-                    self.adam_update(parameter, parameter.grad, self.state[parameter], lr, group["betas"],
-                                     group["eps"])
+                    self.adam_update(parameter, lr, group["betas"], group["eps"])
 
-    @staticmethod
-    def muon_update(parameters, states, lr, momentum):
+    def muon_update(self, parameters, lr, momentum):
         """Orthogonalise the matrices of one shape together (a batched Newton-Schulz: one call per shape, not one
         per matrix, which on a CPU costs more in overhead than in arithmetic at these sizes)."""
         by_shape = {}
-        for parameter, state in zip(parameters, states):
+        for parameter in parameters:
+            state = self.state[parameter]
             if "momentum" not in state:
                 state["momentum"] = torch.zeros_like(parameter)
             buffer = state["momentum"]
@@ -88,8 +86,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
                 # theta <- theta - lr 0.2 sqrt(max(A, B)) O_t
                 parameter.add_(direction, alpha=-lr * 0.2 * math.sqrt(max(shape)))
 
-    @staticmethod
-    def adam_update(parameter, gradient, state, lr, betas, eps):
+    def adam_update(self, parameter, lr, betas, eps):
+        state, gradient = self.state[parameter], parameter.grad
         if "step" not in state:
             state["step"] = 0
             state["mean"] = torch.zeros_like(parameter)
@@ -110,10 +108,11 @@ def build_optimizer(model: nn.Module, name: str, learning_rate: float, weight_de
         return torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     if name != "muon":
         raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    matrices = {id(parameter) for parameter in muon_matrices(model)}
+    matrices = muon_matrices(model)
     if not matrices:
         raise ValueError(f"optimizer 'muon' found no transformer blocks (Linear layers under a 'blocks' module) in "
                          f"{type(model).__name__}; use --optimizer=adamw")
-    others = [parameter for parameter in model.parameters() if id(parameter) not in matrices]
-    return MuonWithAdamW([dict(params=muon_matrices(model), muon=True), dict(params=others, muon=False)],
+    chosen = {id(parameter) for parameter in matrices}
+    others = [parameter for parameter in model.parameters() if id(parameter) not in chosen]
+    return MuonWithAdamW([dict(params=matrices, muon=True), dict(params=others, muon=False)],
                          lr=learning_rate, weight_decay=weight_decay)

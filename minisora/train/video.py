@@ -197,8 +197,8 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
     network = VideoDiT(VideoDiTConfig(
         frames=frames, height=height, width=width, in_channels=channels, patch_size=config.patch_size,
         temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
-        layout=config.layout, window=parse_window(config.window), rotary=config.rotary, vocabulary_size=vocabulary_size,
-        caption_length=config.caption_length, text_hidden=config.text_hidden, text_depth=config.text_depth,
+        layout=config.layout, window=parse_window(config.window), rotary=config.rotary,
+        vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden, text_depth=config.text_depth,
         attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
         noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
     return wrap_network(network, config.objective, config.prediction)
@@ -224,8 +224,8 @@ def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tens
                                               "guidance", "guidance_min_sigma"), on_save=on_save)
     return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                       f"train the video DiT on {config.dataset}", progress, checkpointing, config.precision,
-                      config.warmup_steps, config.accumulation, config.clip_norm, logging=Logging(out / "metrics.jsonl"),
-                      optimizer=config.optimizer)
+                      config.warmup_steps, config.accumulation, config.clip_norm,
+                      logging=Logging(out / "metrics.jsonl"), optimizer=config.optimizer)
 
 
 @torch.no_grad()
