@@ -22,6 +22,11 @@ VARIANTS = {  # name: changes to the tiny preset (rows of RESULTS.md were measur
     "tiny preset": {},
     "AdamW without rotary positions (the preset before 2026-11-25)": dict(optimizer="adamw", rotary=False),
     "Muon without rotary positions": dict(rotary=False),
+    "no unshifted times, weight capped at sigma 0.05 (the Muon + RoPE preset before the clean end)": dict(
+        unshifted_share=0.0, data_min_sigma=0.05),
+    "weight capped at sigma 0.3 without unshifted times": dict(unshifted_share=0.0, data_min_sigma=0.3),
+    "20% unshifted times, weight capped at sigma 0.3": dict(data_min_sigma=0.3),
+    "35% unshifted times, weight capped at sigma 0.3": dict(unshifted_share=0.35, data_min_sigma=0.3),
     "rotary positions with AdamW": dict(optimizer="adamw"),
     "no time shift": dict(time_shift=1.0, **EARLIER),
     "time shift 3": dict(time_shift=3.0, **EARLIER),

@@ -16,7 +16,7 @@ from minisora.train.video import VideoConfig, held_out_clips, load_model, run_vi
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tiny preset at 8 frames, D 96, 4 blocks and 1000 steps (about 2 minutes on 2 cores, a sixth of its time).
-# Measured: colour 94%, direction 52%, adherence 12%, against 0% each for the untrained model
+# Measured (2026-11-25): colour 100%, direction 67%, adherence 25%, against 0% each for the untrained model
 SMALL = dict(space="pixel", num_frames=8, patch_size=8, temporal_patch=2, hidden=96, depth=4, heads=4,
              text_hidden=32, text_depth=1, num_clips=1500, held_out=48, steps=1000, batch_size=32,
              learning_rate=2e-3, warmup_steps=20, sampling_steps=10, checkpoint_every=1000)
