@@ -69,7 +69,7 @@ class VideoConfig:
     # are decided (benchmarks/RESULTS.md: direction 14% unshifted, 88% at 6)
     unshifted_share: float = 0.2  # flow's share of training times left unshifted: the clean end, where shapes sharpen
     data_min_sigma: float = 0.2  # data prediction's loss weight ~ 1 / sigma_t^2, capped here (the two together:
-    # adherence 67% -> 81%; with the cap at 0.3 77%, the cap alone 58%; benchmarks/RESULTS.md)
+    # adherence 67% -> 81%; with the cap at 0.3 77%, that cap alone 58%; benchmarks/RESULTS.md)
     steps: int = 1700  # optimizer steps (about 13.5 minutes on 2 CPU cores for the tiny preset)
     batch_size: int = 32  # clips per step
     accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
