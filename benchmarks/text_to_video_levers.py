@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from minisora.config import apply_overrides
+from minisora.diffusion.flow import DATA_PREDICTION_MIN_SIGMA
 from minisora.scoring import SCORES
 from minisora.train.loop import read_metrics
 from minisora.train.video import VIDEO_PRESETS, run_video
@@ -23,7 +24,7 @@ VARIANTS = {  # name: changes to the tiny preset (rows of RESULTS.md were measur
     "AdamW without rotary positions (the preset before 2026-11-25)": dict(optimizer="adamw", rotary=False),
     "Muon without rotary positions": dict(rotary=False),
     "no unshifted times, weight capped at sigma 0.05 (the Muon + RoPE preset before the clean end)": dict(
-        unshifted_share=0.0, data_min_sigma=0.05),
+        unshifted_share=0.0, data_min_sigma=DATA_PREDICTION_MIN_SIGMA),
     "weight capped at sigma 0.3 without unshifted times": dict(unshifted_share=0.0, data_min_sigma=0.3),
     "20% unshifted times, weight capped at sigma 0.3": dict(data_min_sigma=0.3),
     "35% unshifted times, weight capped at sigma 0.3": dict(unshifted_share=0.35, data_min_sigma=0.3),

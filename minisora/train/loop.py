@@ -57,8 +57,9 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
     (ema copy of the model, per-step losses). Each step accumulates the gradients of `accumulation` batches (the
     mean of their losses), clips their norm to `clip_norm` when positive, and updates with `optimizer` ("adamw", or
     "muon" for the transformer blocks' matrices and AdamW for the rest) at learning_rate * learning_rate_factor(step).
-    `precision` "bf16" or "fp16" runs the loss under autocast with float32 master weights (see precision.py). Deterministic on CPU for a given seed, and a resumed run continues exactly as
-    an uninterrupted one would (the batch generator's and torch's random states are checkpointed too)."""
+    `precision` "bf16" or "fp16" runs the loss under autocast with float32 master weights (see precision.py).
+    Deterministic on CPU for a given seed, and a resumed run continues exactly as an uninterrupted one would (the
+    batch generator's and torch's random states are checkpointed too)."""
     if steps < 1 or accumulation < 1 or warmup_steps < 0 or clip_norm < 0:
         raise ValueError(f"need steps >= 1, accumulation >= 1, warmup_steps >= 0 and clip_norm >= 0; got steps="
                          f"{steps}, accumulation={accumulation}, warmup_steps={warmup_steps}, clip_norm={clip_norm}")

@@ -198,7 +198,8 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
         frames=frames, height=height, width=width, in_channels=channels, patch_size=config.patch_size,
         temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
         layout=config.layout, window=parse_window(config.window), rotary=config.rotary,
-        vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden, text_depth=config.text_depth,
+        vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden,
+        text_depth=config.text_depth,
         attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
         noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
     return wrap_network(network, config.objective, config.prediction)
