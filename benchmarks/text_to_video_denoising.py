@@ -3,13 +3,14 @@ which shapes its own samples come out as.
 
     python benchmarks/text_to_video_denoising.py runs/tiny/model.pt [--clips 64]
 
-Four tables: (1) the mean-square error of the model's x0 from x_t = (1 - t) x_0 + t eps against returning
-x_t / (1 - t) unchanged (the identity: the better answer near the clean end for a model that cannot denoise there);
-(2) the fill of the object's bounding box (minisora.scoring reads a square above 0.89, a circle above 0.64) in the
-real clips and in the model's x0 of them at each t, per shape asked for; (3) the same fill when the caption names
-another shape than the clip shows (does the model listen to the shape word?); (4) the shapes the scorer reads in
-the model's guided samples (the preset's sampler, steps and guidance) against the shapes asked for. About a minute
-on 2 CPU cores for the tiny preset. For pixel-space models of the shapes world (the tiny preset).
+Four tables: (1) the mean-square error of the model's x0 (its clean-end expert's below the switch) from
+x_t = (1 - t) x_0 + t eps against returning x_t / (1 - t) unchanged (the identity: the better answer near the clean
+end for a model that cannot denoise there); (2) the fill of the object's bounding box (minisora.scoring reads a
+square above 0.89, a circle above 0.64) in the real clips and in the model's x0 of them at each t, per shape asked
+for; (3) the same fill when the caption names another shape than the clip shows (does the model listen to the shape
+word?); (4) the shapes the scorer reads in the model's guided samples (the preset's sampler, steps and guidance)
+against the shapes asked for. About a minute on 2 CPU cores for the tiny preset. For pixel-space models of the
+shapes world (the tiny preset).
 """
 import argparse
 from collections import Counter
@@ -38,8 +39,10 @@ def median_fill(video: torch.Tensor) -> float:
 
 @torch.no_grad()
 def denoised(denoiser, clips: torch.Tensor, noise: torch.Tensor, t: float, caption_ids: torch.Tensor) -> torch.Tensor:
-    """The model's x0 of the clips noised to x_t = (1 - t) x_0 + t eps."""
-    return denoiser.model((1 - t) * clips + t * noise, torch.full((len(clips),), t), caption=caption_ids)
+    """The model's x0 of the clips noised to x_t = (1 - t) x_0 + t eps (its clean-end expert's below the switch)."""
+    # the denoiser's coordinates: x = x_t / alpha_t at sigma = sigma_t / alpha_t, with alpha_t = 1 - t, sigma_t = t
+    noisy = ((1 - t) * clips + t * noise) / (1 - t)
+    return denoiser(noisy, torch.full((len(clips),), t / (1 - t)), caption=caption_ids)
 
 
 def main():

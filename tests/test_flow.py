@@ -107,6 +107,16 @@ def test_a_share_of_unshifted_times_mixes_the_two_distributions():
         sample_times(4, "logit_normal", shift, unshifted_share=1.5)
 
 
+def test_max_time_scales_the_times_into_the_clean_end():
+    # an expert for the low noise levels: uniform times on (0, 0.4], so P(t < x) = x / 0.4 there
+    draws = sample_times(200_000, "uniform", generator=torch.Generator().manual_seed(0), max_time=0.4)
+    assert 0 < draws.min() and draws.max() <= 0.4
+    for x in (0.05, 0.2, 0.35):
+        assert abs((draws < x).double().mean().item() - x / 0.4) < 0.004, x
+    with pytest.raises(ValueError, match="max_time.*1.5"):
+        sample_times(4, max_time=1.5)
+
+
 @pytest.mark.parametrize("min_sigma", [0.05, 0.3])
 def test_the_data_prediction_loss_weight_is_one_over_sigma_squared_capped(min_sigma):
     # a data prediction off by 0.1 everywhere costs 0.01 (1 + (1 - t) / max(t, min_sigma))^2 on the linear path

@@ -25,17 +25,19 @@ def x0_from_prediction(path: Path, x_t: torch.Tensor, t: torch.Tensor, output: t
 
 def sample_times(batch_size: int, distribution: str = "uniform", shift: float = 1.0,
                  generator: Optional[torch.Generator] = None, device=None,
-                 unshifted_share: float = 0.0) -> torch.Tensor:
+                 unshifted_share: float = 0.0, max_time: float = 1.0) -> torch.Tensor:
     """Lesson 09: training times: "uniform" on (0, 1) or "logit_normal" (sigmoid of a standard normal), then shifted,
     t -> shift t / (1 + (shift - 1) t) (Esser et al. 2024), and clamped to [1e-5, 1 - 1e-5]. (Optional: a random
-    share `unshifted_share` of the draws keeps its unshifted time; the tests leave it at 0.)"""
+    share `unshifted_share` of the draws keeps its unshifted time, and every time is scaled by `max_time` before the
+    clamp; the tests leave them at 0 and 1.)"""
     raise NotImplementedError("Lesson 09: uniform, logit-normal and shifted training times")
 
 
 def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction: str = "velocity",
                        time_distribution: str = "uniform", shift: float = 1.0,
                        generator: Optional[torch.Generator] = None, unshifted_share: float = 0.0,
-                       data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, **cond) -> torch.Tensor:
+                       data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
+                       **cond) -> torch.Tensor:
     """Lesson 09, Lipman et al. 2023 Eq. 9: mean of || model(x_t, t, **cond) - target ||^2 over t from sample_times
     and eps ~ N(0, I) (draw t first, then eps, with the generator), weighted by sigma_t^2 for the score."""
     raise NotImplementedError("Lesson 09: the (conditional) flow matching loss")

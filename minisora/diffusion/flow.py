@@ -115,11 +115,12 @@ def flow_target(path: Path, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tens
 
 def sample_times(batch_size: int, distribution: str = "uniform", shift: float = 1.0,
                  generator: Optional[torch.Generator] = None, device=None,
-                 unshifted_share: float = 0.0) -> torch.Tensor:
+                 unshifted_share: float = 0.0, max_time: float = 1.0) -> torch.Tensor:
     """Training times in (0, 1): "uniform" (SiT), "logit_normal" (Esser et al. 2024: t = sigmoid(n), n ~ N(0, 1)),
     then optionally shifted towards noise, t -> shift t / (1 + (shift - 1) t) (Esser et al. 2024's time shift). A
     share `unshifted_share` of the draws, chosen at random, keeps its unshifted time: a mixture of the two
-    distributions, so that a strong shift still leaves the clean end some training."""
+    distributions, so that a strong shift still leaves the clean end some training. Last, the times are scaled into
+    (0, `max_time`]: an expert for the low noise levels trains on those alone (Balaji et al. 2022)."""
     if distribution == "uniform":
         t = rand((batch_size,), generator, device)
     elif distribution == "logit_normal":
@@ -130,16 +131,19 @@ def sample_times(batch_size: int, distribution: str = "uniform", shift: float = 
         raise ValueError(f"shift must be positive, got {shift}")
     if not 0 <= unshifted_share <= 1:
         raise ValueError(f"unshifted_share is a fraction of the draws, in [0, 1]; got {unshifted_share}")
+    if not 0 < max_time <= 1:
+        raise ValueError(f"max_time is the largest training time, in (0, 1]; got {max_time}")
     shifted = shift * t / (1 + (shift - 1) * t)
     if unshifted_share > 0:  # drawn only when asked for, so that the stream of random numbers is otherwise unchanged
         shifted = torch.where(rand((batch_size,), generator, device) < unshifted_share, t, shifted)
-    return shifted.clamp(1e-5, 1 - 1e-5)
+    return (max_time * shifted).clamp(1e-5, 1 - 1e-5)
 
 
 def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction: str = "velocity",
                        time_distribution: str = "uniform", shift: float = 1.0,
                        generator: Optional[torch.Generator] = None, unshifted_share: float = 0.0,
-                       data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, **cond) -> torch.Tensor:
+                       data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
+                       **cond) -> torch.Tensor:
     """E_{t, x_0, eps} lambda_t || model(x_t, t) - target ||^2 (Lipman et al. 2023, Eq. 9 for the velocity; SiT,
     Section 2.2). lambda_t = 1, except for the score: sigma_t^2 (Song et al. 2021's weighting, which keeps the
     target's variance finite as t -> 0 and makes it the noise loss) and the data: the network predicts x_0 but is
@@ -149,7 +153,8 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     token's patch has more values than the token has width: a velocity or noise prediction cannot then reach every
     direction of the noise, which passes through to the samples; a data prediction only has to reach the data,
     which lies near a low-dimensional set."""
-    t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device, unshifted_share).to(x0.dtype)
+    t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device, unshifted_share,
+                     max_time).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     # x_t = alpha_t x_0 + sigma_t eps
     x_t = append_dims(path.alpha(t), x0) * x0 + append_dims(path.sigma(t), x0) * noise

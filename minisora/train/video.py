@@ -6,13 +6,15 @@ decode them. Here on a tiny world, on a CPU, from nothing: `python -m minisora t
      kept out of training altogether, so the samples show whether the model composes words it saw apart
   2. the VAE: reused from `vae_path` or OUT_DIR/vae/vae.pt, else trained there (`train.vae`); skipped in pixel space
   3. the latents: every training clip encoded once (posterior means times the latent scale), cached in OUT_DIR
-  4. the video DiT (models/video_dit.py) with its caption encoder, trained by the shared loop with caption dropout
+  4. the video DiT (models/video_dit.py) with its caption encoder, trained by the shared loop with caption dropout;
+     then a copy of it fine-tuned on the low noise levels alone, the clean-end expert (eDiff-I, diffusion/experts.py)
   5. samples for the held-out captions with classifier-free guidance, decoded, written as mp4, GIF and frame grid,
      and scored against the world's ground truth (scoring.py), beside an untrained model and the real clips
 
-Everything the `sample` command needs is in OUT_DIR/model.pt: the configuration, the vocabulary, the EMA weights and
-the VAE's weights (weights only: loading runs no code).
+Everything the `sample` command needs is in OUT_DIR/model.pt: the configuration, the vocabulary, the EMA weights (the
+model's and its expert's) and the VAE's weights (weights only: loading runs no code).
 """
+import copy
 import json
 import math
 import time
@@ -25,6 +27,7 @@ import torch
 from tiny_datasets.videos import video_dataset
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
 from ..diffusion import get_sampler
+from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.guidance import GuidedDenoiser, drop_condition
 from ..diffusion.schedules import karras_sigmas
 from ..models.text import PAD, CaptionTokenizer, split_words
@@ -70,7 +73,7 @@ class VideoConfig:
     unshifted_share: float = 0.2  # flow's share of training times left unshifted: the clean end, where shapes sharpen
     data_min_sigma: float = 0.2  # data prediction's loss weight ~ 1 / sigma_t^2, capped here (the two together:
     # adherence 67% -> 81%; with the cap at 0.3 77%, that cap alone 58%; benchmarks/RESULTS.md)
-    steps: int = 1700  # optimizer steps (about 13.5 minutes on 2 CPU cores for the tiny preset)
+    steps: int = 1550  # optimizer steps of the main run (with the expert's, 10.5 to 13.5 minutes on 2 CPU cores)
     batch_size: int = 32  # clips per step
     accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
     optimizer: str = "muon"  # "muon" (Muon for the transformer blocks' matrices, AdamW for the rest) or "adamw"
@@ -78,6 +81,14 @@ class VideoConfig:
     warmup_steps: int = 50  # linear warmup of the learning rate
     clip_norm: float = 1.0  # gradient norm clipping (0 = off)
     ema_decay: float = 0.995  # EMA of weights, used for sampling
+    expert_steps: int = 150  # steps of the clean-end expert, a copy of the trained model fine-tuned on times in
+    # (0, expert_max_time] and sampled with below expert_sigma (eDiff-I's experts; 0 = none): in the time of 150 main
+    # steps, adherence 84% -> 90% on average over four seeds (benchmarks/RESULTS.md)
+    expert_max_time: float = 0.4  # the expert's training times are uniform in (0, this]
+    expert_sigma: float = 0.2  # the noise level (EDM's sigma, t / (1 - t)) below which sampling uses the expert
+    expert_learning_rate: float = 2e-3  # the expert's peak (the main run's optimizer, warmed up over an eighth of
+    # the expert's steps)
+    expert_ema_decay: float = 0.99  # EMA of the expert's weights (its run is short)
     caption_dropout: float = 0.1  # probability of training on the null caption (for classifier-free guidance)
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (mixed precision is for GPUs)
     attention_backend: str = "sdpa"  # "math", "sdpa" or "flash"
@@ -97,14 +108,23 @@ class VideoConfig:
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         check_objective(self.objective)
+        if self.expert_steps and self.objective != "flow":
+            raise ValueError(f"the clean-end expert trains on flow times; with objective {self.objective!r} set "
+                             f"expert_steps=0")
+        switch_time = self.expert_sigma / (1 + self.expert_sigma)  # t of EDM's sigma on the linear path
+        if self.expert_steps and not switch_time < self.expert_max_time <= 1:
+            raise ValueError(f"expert_sigma={self.expert_sigma} (time {switch_time:.3f}) must fall inside the expert's "
+                             f"training times (0, expert_max_time={self.expert_max_time}]; raise expert_max_time (at "
+                             f"most 1) or lower expert_sigma")
 
 
 GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, temporal_patch=1, num_clips=20000,
                   held_out=128, hidden=384, depth=12, heads=6, steps=20000, batch_size=64, learning_rate=3e-4,
-                  precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda",
+                  precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda", expert_steps=2000,
+                  expert_learning_rate=3e-4,
                   time_shift=2.0)  # the tiny preset's 6 scaled by sqrt(values per clip), Esser et al.'s rule; untested
 VIDEO_PRESETS = {
-    "tiny": VideoConfig(),  # 2 CPU cores, about 14 minutes
+    "tiny": VideoConfig(),  # 2 CPU cores, 11 to 14 minutes
     # for one 24 GB GPU (not yet run on one): 64x64 clips in latent space, a DiT-S-sized model
     "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),
     "ball64": VideoConfig(dataset="ball", out_dir="runs/ball64", **GPU_PRESET),
@@ -205,28 +225,60 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
     return wrap_network(network, config.objective, config.prediction)
 
 
-def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tensor, vocabulary_size: int,
-                progress: bool = True, on_save=None):
-    """Train the video DiT on data (N, C, T, H, W) with caption ids (N, M); returns (ema denoiser, losses)."""
-    torch.manual_seed(config.seed)
+# fields a resumed run may change: they do not touch the weights trained so far
+MAY_DIFFER_ON_RESUME = ("resume", "checkpoint_every", "out_dir", "sampler", "sampling_steps", "guidance",
+                        "guidance_min_sigma", "expert_sigma")
+
+
+def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, data: torch.Tensor, caption_ids: torch.Tensor,
+               **times):
+    """loss_of_batch(generator) for the loop: a random batch of clips and their captions, a tenth of the captions
+    dropped for the null one, the objective's loss at times drawn as `times` (objective_loss's time arguments) say."""
     device = torch.device(config.device)
-    denoiser = build_denoiser(config, data.shape[1:], vocabulary_size).to(device)
 
     def loss_of_batch(generator):
         index = torch.randint(len(data), (config.batch_size,), generator=generator)
         ids = drop_condition(caption_ids[index], config.caption_dropout, PAD, generator)  # the null caption
         return objective_loss(denoiser, data[index].to(device), config.objective, generator,
-                              config.time_distribution, config.time_shift, config.unshifted_share,
-                              config.data_min_sigma, caption=ids.to(device))
+                              data_min_sigma=config.data_min_sigma, caption=ids.to(device), **times)
+    return loss_of_batch
 
+
+def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tensor, vocabulary_size: int,
+                progress: bool = True, on_save=None):
+    """Train the video DiT on data (N, C, T, H, W) with caption ids (N, M); returns (ema denoiser, losses)."""
+    torch.manual_seed(config.seed)
+    denoiser = build_denoiser(config, data.shape[1:], vocabulary_size).to(config.device)
+    loss_of_batch = batch_loss(config, denoiser, data, caption_ids, time_distribution=config.time_distribution,
+                               time_shift=config.time_shift, unshifted_share=config.unshifted_share)
     out = Path(config.out_dir)
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
-                                  may_differ=("resume", "checkpoint_every", "out_dir", "sampler", "sampling_steps",
-                                              "guidance", "guidance_min_sigma"), on_save=on_save)
+                                  may_differ=MAY_DIFFER_ON_RESUME, on_save=on_save)
     return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                       f"train the video DiT on {config.dataset}", progress, checkpointing, config.precision,
                       config.warmup_steps, config.accumulation, config.clip_norm,
                       logging=Logging(out / "metrics.jsonl"), optimizer=config.optimizer)
+
+
+def train_expert(config: VideoConfig, denoiser: torch.nn.Module, data: torch.Tensor, caption_ids: torch.Tensor,
+                 progress: bool = True) -> NoiseLevelExperts:
+    """The trained denoiser with a clean-end expert beside it (Balaji et al. 2022): a copy fine-tuned for
+    `expert_steps` on times uniform in (0, expert_max_time], sampled with below noise level `expert_sigma`.
+    The main run's times, shifted towards noise, leave the clean end few draws (4% below t = 0.3); there the
+    triangles' tips and the squares' corners are drawn."""
+    expert = copy.deepcopy(denoiser).to(config.device).train().requires_grad_(True)
+    loss_of_batch = batch_loss(config, expert, data, caption_ids, time_distribution="uniform",
+                               max_time=config.expert_max_time)
+    out = Path(config.out_dir)
+    checkpointing = Checkpointing(out / "expert_checkpoint.pt", asdict(config), config.checkpoint_every,
+                                  config.resume, may_differ=MAY_DIFFER_ON_RESUME)
+    # warm up over an eighth of the run: the optimizer's momentum and moments start from zero on trained weights
+    warmup = config.expert_steps // 8
+    expert, _ = train_loop(expert, loss_of_batch, config.expert_steps, config.expert_learning_rate,
+                           config.expert_ema_decay, config.seed + 1, "train the clean-end expert", progress,
+                           checkpointing, config.precision, warmup, config.accumulation, config.clip_norm,
+                           logging=Logging(out / "expert_metrics.jsonl"), optimizer=config.optimizer)
+    return NoiseLevelExperts(denoiser, expert, config.expert_sigma)
 
 
 @torch.no_grad()
@@ -252,10 +304,13 @@ def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", column
 
 def save_model(path: Path, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
                denoiser: torch.nn.Module, vae: Optional[VideoVAE]) -> Path:
-    """Everything `sample` needs, as tensors, numbers and strings (loadable with weights_only=True)."""
+    """Everything `sample` needs, as tensors, numbers and strings (loadable with weights_only=True); `denoiser` is
+    the trained one or NoiseLevelExperts of it and its clean-end expert."""
+    experts = isinstance(denoiser, NoiseLevelExperts)
     return save_checkpoint(path, {
         "kind": "minisora text-to-video", "config": asdict(config), "words": tokenizer.words,
-        "data_shape": list(data_shape), "model": denoiser.state_dict(),
+        "data_shape": list(data_shape), "model": (denoiser.high if experts else denoiser).state_dict(),
+        "expert": denoiser.low.state_dict() if experts else None,
         "vae": None if vae is None else {"config": asdict(vae.config), "model": vae.state_dict()}})
 
 
@@ -279,11 +334,17 @@ def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], to
     config = VideoConfig(**{key: value for key, value in state["config"].items() if key in known})
     tokenizer = CaptionTokenizer(state["words"][3:])
     data_shape = tuple(state["data_shape"])
-    denoiser = build_denoiser(config, data_shape, len(tokenizer))
-    try:
-        denoiser.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise ValueError(f"{path}: its weights do not fit the configuration it names ({str(error)[:300]})") from None
+    denoisers = []
+    for weights in (state["model"], state.get("expert")):
+        if weights is None:  # no expert (expert_steps=0, or a model written before experts)
+            break
+        denoisers.append(build_denoiser(config, data_shape, len(tokenizer)))
+        try:
+            denoisers[-1].load_state_dict(weights)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: its weights do not fit the configuration it names ({str(error)[:300]})"
+                             ) from None
+    denoiser = denoisers[0] if len(denoisers) == 1 else NoiseLevelExperts(*denoisers, config.expert_sigma)
     vae = None
     if state["vae"] is not None:
         vae = VideoVAE(VideoVAEConfig(**state["vae"]["config"]))
@@ -325,13 +386,15 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     data_shape = tuple(data.shape[1:])
     prepared = time.time()
     denoiser, losses = train_video(config, data, caption_ids, len(tokenizer), progress)
+    if config.expert_steps:
+        denoiser = train_expert(config, denoiser, data, caption_ids, progress)
     train_seconds = time.time() - prepared
     denoiser = denoiser.cpu()
     save_model(out / "model.pt", config, tokenizer, data_shape, denoiser, vae)
     scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
     torch.manual_seed(config.seed + 2)
-    untrained, _ = score_samples(build_denoiser(config, data_shape, len(tokenizer)), tokenizer, vae,
-                                 held_out_captions, config, data_shape)
+    untrained_model = build_denoiser(config, data_shape, len(tokenizer))
+    untrained, _ = score_samples(untrained_model, tokenizer, vae, held_out_captions, config, data_shape)
     reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
     if vae is not None:
         reference["VAE reconstructions"] = score_videos(decode(vae, encode(vae, held_out_videos, progress=False)),
@@ -340,11 +403,13 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
     draw_loss_curve(losses, out / "loss.png")
     metrics = {"trained": scores, "untrained": untrained, **reference, "data_shape": list(data_shape),
-               "parameters": sum(p.numel() for p in denoiser.parameters()), "prepare_seconds": round(vae_seconds, 1),
+               "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
+               "prepare_seconds": round(vae_seconds, 1),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
                "config": asdict(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(f"trained {config.steps} steps in {train_seconds:.0f} s ({time.time() - start:.0f} s in all); "
+    expert = f" and {config.expert_steps} of the clean-end expert" if config.expert_steps else ""
+    print(f"trained {config.steps} steps{expert} in {train_seconds:.0f} s ({time.time() - start:.0f} s in all); "
           f"{len(held_out_captions)} samples for captions never trained on, scored against the world:")
     for name in ("trained", "untrained", *reference):
         row = metrics[name]
