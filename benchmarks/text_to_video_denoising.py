@@ -18,6 +18,7 @@ from collections import Counter
 import numpy as np
 import torch
 
+from minisora.diffusion.flow import Path as FlowPath, velocity_from_denoiser
 from minisora.scoring import caption_attributes, majority_shape, read_video
 from minisora.train.video import held_out_clips, load_model, score_samples
 from tiny_datasets.shapes import SHAPES
@@ -40,9 +41,9 @@ def median_fill(video: torch.Tensor) -> float:
 @torch.no_grad()
 def denoised(denoiser, clips: torch.Tensor, noise: torch.Tensor, t: float, caption_ids: torch.Tensor) -> torch.Tensor:
     """The model's x0 of the clips noised to x_t = (1 - t) x_0 + t eps (its clean-end expert's below the switch)."""
-    # the denoiser's coordinates: x = x_t / alpha_t at sigma = sigma_t / alpha_t, with alpha_t = 1 - t, sigma_t = t
-    noisy = ((1 - t) * clips + t * noise) / (1 - t)
-    return denoiser(noisy, torch.full((len(clips),), t / (1 - t)), caption=caption_ids)
+    _, x0, _ = velocity_from_denoiser(denoiser, FlowPath("linear"), (1 - t) * clips + t * noise, t,
+                                      {"caption": caption_ids})
+    return x0
 
 
 def main():

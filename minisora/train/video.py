@@ -28,6 +28,7 @@ from tiny_datasets.videos import video_dataset
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
 from ..diffusion import get_sampler
 from ..diffusion.experts import NoiseLevelExperts
+from ..diffusion.flow import Path as FlowPath
 from ..diffusion.guidance import GuidedDenoiser, drop_condition
 from ..diffusion.schedules import karras_sigmas
 from ..models.text import PAD, CaptionTokenizer, split_words
@@ -111,7 +112,7 @@ class VideoConfig:
         if self.expert_steps and self.objective != "flow":
             raise ValueError(f"the clean-end expert trains on flow times; with objective {self.objective!r} set "
                              f"expert_steps=0")
-        switch_time = self.expert_sigma / (1 + self.expert_sigma)  # t of EDM's sigma on the linear path
+        switch_time = FlowPath("linear").time_from_edm_sigma(self.expert_sigma)
         if self.expert_steps and not switch_time < self.expert_max_time <= 1:
             raise ValueError(f"expert_sigma={self.expert_sigma} (time {switch_time:.3f}) must fall inside the expert's "
                              f"training times (0, expert_max_time={self.expert_max_time}]; raise expert_max_time (at "
@@ -334,17 +335,19 @@ def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], to
     config = VideoConfig(**{key: value for key, value in state["config"].items() if key in known})
     tokenizer = CaptionTokenizer(state["words"][3:])
     data_shape = tuple(state["data_shape"])
-    denoisers = []
-    for weights in (state["model"], state.get("expert")):
-        if weights is None:  # no expert (expert_steps=0, or a model written before experts)
-            break
-        denoisers.append(build_denoiser(config, data_shape, len(tokenizer)))
+
+    def with_weights(weights: dict) -> torch.nn.Module:
+        denoiser = build_denoiser(config, data_shape, len(tokenizer))
         try:
-            denoisers[-1].load_state_dict(weights)
+            denoiser.load_state_dict(weights)
         except RuntimeError as error:
             raise ValueError(f"{path}: its weights do not fit the configuration it names ({str(error)[:300]})"
                              ) from None
-    denoiser = denoisers[0] if len(denoisers) == 1 else NoiseLevelExperts(*denoisers, config.expert_sigma)
+        return denoiser
+
+    denoiser = with_weights(state["model"])
+    if state.get("expert") is not None:  # none with expert_steps=0, or in a model written before experts
+        denoiser = NoiseLevelExperts(denoiser, with_weights(state["expert"]), config.expert_sigma)
     vae = None
     if state["vae"] is not None:
         vae = VideoVAE(VideoVAEConfig(**state["vae"]["config"]))
