@@ -7,15 +7,13 @@ and scored on the held-out captions (minisora.scoring), in one table.
 size takes 10 to 14 minutes (4x the steps, 55), so pick with --only there; on a GPU the whole list takes minutes.
 One run per variant and seed: differences of a few points are within the noise of 64 held-out samples.
 """
-import argparse
-from dataclasses import replace
 from pathlib import Path
 
-from minisora.config import apply_overrides
 from minisora.diffusion.flow import DATA_PREDICTION_MIN_SIGMA
 from minisora.scoring import SCORES
 from minisora.train.loop import read_metrics
-from minisora.train.video import VIDEO_PRESETS, run_video
+from minisora.train.video import VIDEO_PRESETS
+from video_variants import run_variants
 
 TINY_STEPS = VIDEO_PRESETS["tiny"].steps
 EARLIER = dict(learning_rate=1e-3, steps=1300)  # the preset's settings when the time shift was measured
@@ -57,29 +55,17 @@ VARIANTS = {  # name: changes to the tiny preset (rows of RESULTS.md were measur
 }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every variant")
-    parser.add_argument("--out", default="runs/levers")
-    args = parser.parse_args()
-    rows = []
-    for name in args.only:
-        config = apply_overrides(replace(VIDEO_PRESETS["tiny"], **VARIANTS[name]), [f"--{item}" for item in args.set])
-        config = replace(config, out_dir=str(Path(args.out) / name.replace(" ", "_").replace(",", "")))
-        metrics = run_video(config, progress=False)
+def print_table(rows):
+    print("| variant | steps (+ expert's) | train s | s / step | final loss | " + " | ".join(SCORES) + " |")
+    print("| --- " * (5 + len(SCORES)) + "|")
+    for name, config, metrics in rows:
+        scores = metrics["trained"]
+        all_steps = config.steps + config.expert_steps
         final_loss = read_metrics(Path(config.out_dir) / "metrics.jsonl")[-1]["loss"]
-        rows.append((name, config, metrics, final_loss))
-        print("| variant | steps (+ expert's) | train s | s / step | final loss | " + " | ".join(SCORES) + " |")
-        print("| --- " * (5 + len(SCORES)) + "|")
-        for row_name, row_config, row_metrics, final_loss in rows:
-            scores = row_metrics["trained"]
-            all_steps = row_config.steps + row_config.expert_steps
-            print(f"| {row_name} | {row_config.steps} (+{row_config.expert_steps}) | "
-                  f"{row_metrics['train_seconds']:.0f} | {row_metrics['train_seconds'] / all_steps:.3f} | "
-                  f"{final_loss:.4f} | "
-                  + " | ".join(f"{scores[score]:.0%}" for score in SCORES) + " |", flush=True)
+        print(f"| {name} | {config.steps} (+{config.expert_steps}) | {metrics['train_seconds']:.0f} | "
+              f"{metrics['train_seconds'] / all_steps:.3f} | {final_loss:.4f} | "
+              + " | ".join(f"{scores[score]:.0%}" for score in SCORES) + " |", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_variants(__doc__, VARIANTS, "runs/levers", print_table)

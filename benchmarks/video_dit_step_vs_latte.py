@@ -34,8 +34,7 @@ CAPTION_LENGTH, TEXT_WIDTH, VOCABULARY = 12, 64, 40
 def build_pair(shape: dict):
     from diffusers import LatteTransformer3DModel
 
-    ours = VideoDiT(VideoDiTConfig(frames=shape["frames"], height=shape["size"], width=shape["size"],
-                                   in_channels=shape["channels"], patch_size=shape["patch"], temporal_patch=1,
+    ours = VideoDiT(VideoDiTConfig(in_channels=shape["channels"], patch_size=shape["patch"], temporal_patch=1,
                                    hidden=shape["hidden"], depth=2 * shape["layers"], heads=shape["heads"],
                                    layout="latte_interleaved", vocabulary_size=VOCABULARY,
                                    caption_length=CAPTION_LENGTH, text_hidden=TEXT_WIDTH))

@@ -47,8 +47,8 @@ SCORES = ("adherence", "colour", "shape", "direction", "motion", "permanence")  
 class FrameReading:
     """What one frame shows: the object's blob count, bounding-box centre, fill ratio and mean core colour."""
     blobs: int  # connected groups of foreground pixels (at least MINIMUM_BLOB pixels each)
-    centre: Optional[Tuple[float, float]]  # (x, y) of the foreground's bounding-box centre, fractions of the side
-    extent: float  # the larger side of the bounding box, as a fraction of the side
+    centre: Optional[Tuple[float, float]]  # (x, y) of the foreground's bounding-box centre, fractions of width, height
+    extent: float  # the larger side of the bounding box, as a fraction of the frame's shorter side
     fill: float  # foreground pixels / bounding-box area
     colour: Optional[str]  # the palette name nearest to the core's mean colour
 
@@ -106,15 +106,16 @@ def read_frame(frame: np.ndarray) -> FrameReading:
     if mask.sum() < MINIMUM_BLOB or mask.mean() > MAXIMUM_COVER:  # nothing, or noise everywhere: no object
         return FrameReading(0, None, 0.0, 0.0, None)
     blobs = count_blobs(mask)
-    side = frame.shape[0]
+    height, width = frame.shape[:2]
     rows, columns = np.nonzero(mask)
     box_height, box_width = rows.max() - rows.min() + 1, columns.max() - columns.min() + 1
-    centre = ((columns.min() + columns.max() + 1) / 2 / side, (rows.min() + rows.max() + 1) / 2 / side)
+    centre = ((columns.min() + columns.max() + 1) / 2 / width, (rows.min() + rows.max() + 1) / 2 / height)
     core = distance > CORE_DISTANCE
     colour_pixels = frame[core] if core.any() else frame[mask]
     mean = colour_pixels.mean(axis=0)
     colour = min(PALETTE, key=lambda name: np.linalg.norm(mean - np.asarray(PALETTE[name], dtype=np.float64)))
-    return FrameReading(blobs, centre, max(box_height, box_width) / side, mask.sum() / (box_height * box_width), colour)
+    return FrameReading(blobs, centre, max(box_height, box_width) / min(height, width),
+                        mask.sum() / (box_height * box_width), colour)
 
 
 def shape_from_fill(fill: float) -> str:
@@ -236,3 +237,48 @@ def score_videos(videos: torch.Tensor, captions: Sequence[str], dataset: str) ->
     means = {name: float(np.mean([scores[name] for scores in per_video if name in scores])) for name in names}
     means["motion_error"] = float(np.median([scores["motion_error"] for scores in per_video]))
     return means
+
+
+def score_given_frames(videos: torch.Tensor, captions: Sequence[str], dataset: str, truths: Sequence[Sequence],
+                       given_masks: torch.Tensor) -> Dict[str, float]:
+    """Videos (N, 3, T, H, W) made from given frames (given_masks (N, T)) against the world's truth: `truths` holds
+    each clip's true centres (T pairs, fractions of width and height), the motion the given frames came from.
+    Per video, over its generated frames: the mean distance of the object's centre from the truth in pixels
+    (`track_error_px`, the median over videos, and the share within 2 px, `track_within_2px`), whether the object
+    keeps what it is (`identity`: the colour and shape the caption names, read in the generated frames alone),
+    whether it moves at all (`moving`: its generated frames' centres span more than 2 px), and the caption
+    adherence of the whole clip (`adherence`, as `score_video`)."""
+    if videos.dim() != 5 or given_masks.shape != (videos.shape[0], videos.shape[2]) or \
+            len(captions) != len(videos) or len(truths) != len(videos):
+        raise ValueError(f"score_given_frames takes videos (N, 3, T, H, W) with N captions, N truths and masks "
+                         f"(N, T); got {tuple(videos.shape)}, {len(captions)}, {len(truths)}, "
+                         f"{tuple(given_masks.shape)}")
+    height, width = videos.shape[3:]
+    rows = []
+    for video, caption, truth, mask in zip(videos, captions, truths, given_masks):
+        wanted = caption_attributes(caption, dataset)
+        readings = read_video(video)
+        generated = [readings[frame] for frame in range(len(readings)) if not mask[frame]]
+        present = [reading for reading in generated if reading.centre is not None]
+        row = {"adherence": score_video(video, caption, dataset)["adherence"]}
+        identity = len(present) == len(generated)
+        if "colour" in wanted:
+            identity &= majority([reading.colour for reading in present]) == wanted["colour"]
+        if "shape" in wanted:
+            identity &= majority_shape(present) == wanted["shape"]
+        row["identity"] = float(identity)
+        if len(present) == len(generated) and generated:
+            frames = [frame for frame in range(len(readings)) if not mask[frame]]
+            read = np.asarray([readings[frame].centre for frame in frames]) * (width, height)  # pixels
+            true = np.asarray([truth[frame] for frame in frames]) * (width, height)
+            row["track_error_px"] = float(np.linalg.norm(read - true, axis=1).mean())
+            row["moving"] = float(np.ptp(read, axis=0).max() > 2)
+        else:
+            row.update(track_error_px=math.inf, moving=0.0)
+        rows.append(row)
+    errors = [row["track_error_px"] for row in rows]
+    return {"adherence": float(np.mean([row["adherence"] for row in rows])),
+            "identity": float(np.mean([row["identity"] for row in rows])),
+            "moving": float(np.mean([row["moving"] for row in rows])),
+            "track_error_px": float(np.median(errors)),
+            "track_within_2px": float(np.mean([error <= 2 for error in errors]))}

@@ -111,7 +111,7 @@ class Both:
 
 
 def test_muon_takes_the_blocks_matrices_and_adamw_the_rest():
-    model = VideoDiT(VideoDiTConfig(frames=4, height=8, width=8, patch_size=4, hidden=32, depth=2, heads=2,
+    model = VideoDiT(VideoDiTConfig(patch_size=4, hidden=32, depth=2, heads=2,
                                     vocabulary_size=10, caption_length=6, text_hidden=32, text_depth=1))
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     chosen = sorted(names[id(parameter)] for parameter in muon_matrices(model))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from minisora.scoring import (caption_attributes, fold, majority, read_frame, score_video, score_videos,
-                              shape_from_fill, straight_motion_fit)
+from minisora.scoring import (caption_attributes, fold, majority, read_frame, score_given_frames, score_video,
+                              score_videos, shape_from_fill, straight_motion_fit)
 from tiny_datasets.shapes import SHAPES, Shape, render
 from tiny_datasets.videos import bounce_between_walls, video_dataset
 
@@ -108,3 +108,25 @@ def test_a_majority_tie_goes_to_the_value_seen_first():
     assert majority(["triangle", "circle", "circle", "triangle", None]) == "triangle"
     assert majority(["circle", "triangle", "triangle", "circle"]) == "circle"
     assert majority(["square", "circle", "circle"]) == "circle" and majority([None]) is None
+
+
+def test_given_frame_scores_read_real_continuations_as_right_and_frozen_or_shifted_ones_as_wrong():
+    """Real clips, with their first frames given, follow their truth within a pixel and keep what they are; the
+    first frame repeated (a clip that stops, Open-Sora #696's failure) does not move and misses the truth; the real
+    clip moved 3 px sideways is read 3 px off."""
+    world = video_dataset("shapes", num_items=12, image_size=32, num_frames=16, seed=5)
+    items = [world[index] for index in range(12)]
+    videos = torch.stack([item["video"] for item in items])
+    captions = [item["caption"] for item in items]
+    truths = [item["truth"][0].positions for item in items]
+    masks = torch.zeros(12, 16, dtype=torch.bool)
+    masks[:, :4] = True
+    real = score_given_frames(videos, captions, "shapes", truths, masks)
+    assert real["track_error_px"] < 1 and real["track_within_2px"] == 1 and real["identity"] > 0.9
+    assert real["moving"] == 1
+    frozen = score_given_frames(videos[:, :, :1].expand_as(videos), captions, "shapes", truths, masks)
+    assert frozen["moving"] == 0 and frozen["track_error_px"] > 3
+    shifted = torch.roll(videos, 3, dims=4)
+    assert abs(score_given_frames(shifted, captions, "shapes", truths, masks)["track_error_px"] - 3) < 1
+    with pytest.raises(ValueError, match="masks"):
+        score_given_frames(videos, captions, "shapes", truths, masks[:, :8])

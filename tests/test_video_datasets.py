@@ -37,6 +37,51 @@ def test_the_ground_truth_positions_are_where_the_pixels_are(name, tolerance_pix
                 assert abs(float(measured) - true) * 64 <= tolerance_pixels, (index, frame)
 
 
+@pytest.mark.parametrize("name, tolerance_pixels", [("shapes", 1.0), ("ball", 1.0), ("digits", 2.0)])
+@pytest.mark.parametrize("height, width", [(32, 64), (64, 32)])
+def test_any_height_and_width_draws_where_the_truth_says(name, tolerance_pixels, height, width):
+    """A wide or tall frame is a bigger box for the same objects: the truth's fractions of the width and height are
+    where the pixels are, an object's pixel size is that of the square world of the shorter side, and the objects
+    use the whole box (some centres beyond the square's)."""
+    dataset = video_dataset(name, num_items=12, height=height, width=width, num_frames=24)
+    square = video_dataset(name, num_items=1, image_size=min(height, width))
+    beyond_square = 0
+    for index in range(12):
+        item = dataset[index]
+        video, track = item["video"], item["truth"][0]
+        assert video.shape == (3, 24, height, width)
+        for frame in range(video.shape[1]):
+            drawn = (video[:, frame] - video[:, frame, :1, :1]).abs().sum(0) > 0.3
+            rows, columns = torch.nonzero(drawn, as_tuple=True)
+            x, y = (columns.min() + columns.max() + 1) / 2, (rows.min() + rows.max() + 1) / 2
+            true_x, true_y = track.positions[frame]
+            assert abs(float(x) - true_x * width) <= tolerance_pixels and abs(float(y) - true_y * height) <= \
+                tolerance_pixels, (index, frame)
+            beyond_square += max(true_x * width, true_y * height) > min(height, width)
+        if name == "ball":  # the same ball, drawn the same number of pixels wide
+            assert drawn.sum() == pytest.approx(float(((square[0]["video"][:, 0] - square[0]["video"][:, 0, :1, :1]
+                                                        ).abs().sum(0) > 0.3).sum()), rel=0.2)
+    assert beyond_square > 0
+
+
+@pytest.mark.parametrize("name", list(VIDEO_DATASETS))
+def test_a_clip_seen_over_later_or_more_frames_is_the_same_motion(name):
+    """The world knows every clip's past and future: clip(i, n, start) is frames start .. start + n - 1 of the
+    same motion, so an extension (forward or backward) or an interpolation has one true answer."""
+    dataset = video_dataset(name, num_items=4, image_size=32, num_frames=16)
+    for index in range(4):
+        clip = dataset[index]
+        longer = dataset.clip(index, num_frames=48)
+        later = dataset.clip(index, num_frames=16, start_frame=24)
+        assert longer["caption"] == clip["caption"] == later["caption"]
+        assert torch.equal(longer["video"][:, :16], clip["video"])
+        assert torch.equal(longer["video"][:, 24:40], later["video"])
+        assert longer["truth"][0].positions[:16] == clip["truth"][0].positions
+        assert longer["truth"][0].positions[24:40] == later["truth"][0].positions
+    with pytest.raises(ValueError, match="num_frames >= 1"):
+        dataset.clip(0, num_frames=0)
+
+
 @pytest.mark.parametrize("name", ["shapes", "digits"])
 def test_objects_move_the_way_the_caption_says_and_stay_inside(name):
     dataset = video_dataset(name, num_items=30, image_size=32)
@@ -101,7 +146,8 @@ def test_two_digit_clips_caption_both_digits():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(image_size=8), "image_size 8"),
+    (dict(image_size=8), "8x8 is too small"),
+    (dict(height=32, width=12), "32x12 is too small"),
     (dict(num_frames=0), "num_frames"),
 ])
 def test_bad_dataset_options_are_clear_errors(bad, message):

@@ -8,6 +8,7 @@ from minisora.diffusion.flow import FlowDenoiser, Path
 from minisora.diffusion.guidance import GuidedDenoiser
 from minisora.diffusion.schedules import karras_sigmas
 from minisora.models.text import CAPTION, PAD, UNKNOWN, CaptionTokenizer
+from minisora.models.embeddings import rotary_angles
 from minisora.models.video_dit import (LAYOUTS, VideoDiT, VideoDiTBlock, VideoDiTConfig, block_windows,
                                        group_into_windows, ungroup_windows)
 
@@ -16,7 +17,7 @@ TOKENIZER = CaptionTokenizer.from_captions(CAPTIONS)
 
 
 def small_config(**fields):
-    base = dict(frames=4, height=8, width=8, in_channels=3, patch_size=2, temporal_patch=1, hidden=32, depth=2,
+    base = dict(in_channels=3, patch_size=2, temporal_patch=1, hidden=32, depth=2,
                 heads=2, vocabulary_size=len(TOKENIZER), caption_length=8, text_hidden=32, text_depth=1,
                 window=(2, 2, 2))
     return VideoDiTConfig(**{**base, **fields})
@@ -32,14 +33,15 @@ def randomize_zeros(module: torch.nn.Module, seed: int = 0) -> None:
 
 
 @torch.no_grad()
-def token_influence(block: VideoDiTBlock, tokens: int, dim: int) -> torch.Tensor:
+def token_influence(block: VideoDiTBlock, grid, window, angles, dim: int) -> torch.Tensor:
     """(N, N) booleans: whether changing input token j changes output token i. Batch item j + 1 has token j
     perturbed; in float64 an output that does not depend on it stays within rounding (1e-10) of item 0's, where a
     real dependence moves it by ~0.1."""
-    block = block.double()
+    block, tokens = block.double(), grid[0] * grid[1] * grid[2]
     x = torch.randn(1, tokens, dim, dtype=torch.float64).repeat(tokens + 1, 1, 1)
     x[torch.arange(1, tokens + 1), torch.arange(tokens)] += torch.randn(tokens, dim, dtype=torch.float64)
-    out = block(x, torch.randn(1, dim, dtype=torch.float64).expand(tokens + 1, dim), None, None)
+    angles = None if angles is None else angles.double()
+    out = block(x, torch.randn(1, dim, dtype=torch.float64).expand(tokens + 1, dim), grid, window, angles)
     return ((out[1:] - out[:1]).abs() > 1e-10).any(dim=-1).T  # (output token i, perturbed token j)
 
 
@@ -55,21 +57,22 @@ def same_window(grid, window) -> torch.Tensor:
 def test_each_block_sees_exactly_its_windows(layout, rotary):
     config = small_config(layout=layout, vocabulary_size=0, rotary=rotary)
     grid = (4, 4, 4)
-    for index, window in enumerate(block_windows(config)):
+    for index, window in enumerate(block_windows(config, grid)):
         torch.manual_seed(index)
-        block = VideoDiTBlock(config, window)
+        block = VideoDiTBlock(config)
         randomize_zeros(block)
-        influence = token_influence(block, 64, config.hidden)
+        angles = rotary_angles(window, config.hidden // config.heads) if rotary else None
+        influence = token_influence(block, grid, window, angles, config.hidden)
         assert torch.equal(influence, same_window(grid, window)), (layout, index, window)
 
 
 def test_layouts_choose_the_papers_windows():
     grid = (4, 4, 4)
     spatial, temporal = (1, 4, 4), (4, 1, 1)
-    assert block_windows(small_config(layout="spacetime", depth=3)) == [grid] * 3
-    assert block_windows(small_config(layout="latte_interleaved", depth=4)) == [spatial, temporal] * 2
-    assert block_windows(small_config(layout="latte_late_fusion", depth=4)) == [spatial] * 2 + [temporal] * 2
-    assert block_windows(small_config(layout="walt_windows", depth=4)) == [spatial, (2, 2, 2)] * 2
+    assert block_windows(small_config(layout="spacetime", depth=3), grid) == [grid] * 3
+    assert block_windows(small_config(layout="latte_interleaved", depth=4), grid) == [spatial, temporal] * 2
+    assert block_windows(small_config(layout="latte_late_fusion", depth=4), grid) == [spatial] * 2 + [temporal] * 2
+    assert block_windows(small_config(layout="walt_windows", depth=4), grid) == [spatial, (2, 2, 2)] * 2
 
 
 def test_stacked_layouts_reach_where_they_should():
@@ -168,12 +171,17 @@ def test_tokenizer_round_trip_and_unknown_words():
 def test_clear_errors():
     with pytest.raises(ValueError, match="unknown layout 'diagonal'"):
         VideoDiT(small_config(layout="diagonal"))
-    with pytest.raises(ValueError, match="window \\(3, 2, 2\\) does not tile the token grid"):
-        VideoDiT(small_config(layout="walt_windows", window=(3, 2, 2)))
+    with pytest.raises(ValueError, match="window \\(3, 2, 2\\) does not tile the token grid \\(4, 4, 4\\)"):
+        VideoDiT(small_config(layout="walt_windows", window=(3, 2, 2)))(torch.randn(1, 3, 4, 8, 8), torch.rand(1),
+                                                                       TOKENIZER.encode(CAPTIONS[:1], 8))
+    with pytest.raises(ValueError, match="unknown frame_marking 'paint'"):
+        VideoDiT(small_config(frame_marking="paint"))
     model = VideoDiT(small_config())
     with pytest.raises(ValueError, match="needs a caption \\(ids from CaptionTokenizer.encode\\)"):
         model(torch.randn(1, 3, 4, 8, 8), torch.rand(1))
-    with pytest.raises(ValueError, match="built for inputs \\(B, 3, 4, 8, 8\\)"):
-        model(torch.randn(1, 3, 5, 8, 8), torch.rand(1), TOKENIZER.encode(CAPTIONS[:1], 8))
+    with pytest.raises(ValueError, match="takes videos \\(B, 3, T, H, W\\), got \\(1, 4, 5, 8, 8\\)"):
+        model(torch.randn(1, 4, 5, 8, 8), torch.rand(1), TOKENIZER.encode(CAPTIONS[:1], 8))
+    with pytest.raises(ValueError, match="width 9 is not divisible by the patch size 2"):
+        model(torch.randn(1, 3, 5, 8, 9), torch.rand(1), TOKENIZER.encode(CAPTIONS[:1], 8))
     with pytest.raises(ValueError, match="caption ids \\(B, 8\\) of dtype long"):
         model(torch.randn(1, 3, 4, 8, 8), torch.rand(1), torch.zeros(1, 8))

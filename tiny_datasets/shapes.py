@@ -51,25 +51,30 @@ def random_shape(generator: torch.Generator) -> Shape:
     return Shape(choice(SHAPES), choice(list(COLOURS)), size, x, y)
 
 
-def new_canvas(image_size: int):
-    """A blank supersampled canvas for a frame of side `image_size`, and its drawing context."""
-    canvas = Image.new("RGB", (image_size * SUPERSAMPLING,) * 2, BACKGROUND)
+def new_canvas(height: int, width: Optional[int] = None):
+    """A blank supersampled canvas for a frame of `height` x `width` pixels (square when width is None), and its
+    drawing context."""
+    canvas = Image.new("RGB", (SUPERSAMPLING * (width or height), SUPERSAMPLING * height), BACKGROUND)
     return canvas, ImageDraw.Draw(canvas)
 
 
-def canvas_to_frame(canvas: Image.Image, image_size: int) -> torch.Tensor:
+def canvas_to_frame(canvas: Image.Image, height: int, width: Optional[int] = None) -> torch.Tensor:
     """Downsample a supersampled canvas (box filter: smooth edges) to (3, H, W) floats in [-1, 1]."""
-    image = canvas.resize((image_size, image_size), Image.Resampling.BOX)
-    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(image_size, image_size, 3)
+    width = width or height
+    image = canvas.resize((width, height), Image.Resampling.BOX)
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).reshape(height, width, 3)
     return pixels.permute(2, 0, 1).float() / 127.5 - 1
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, item: Shape, canvas_size: int) -> None:
-    """Draw one shape onto a canvas of side `canvas_size` pixels."""
+def draw_shape(draw: ImageDraw.ImageDraw, item: Shape, canvas_width: int, canvas_height: Optional[int] = None
+               ) -> None:
+    """Draw one shape onto a canvas of `canvas_width` x `canvas_height` pixels (square when the height is None):
+    its centre at fractions (x, y) of the width and height, its extent a fraction of the shorter side."""
     if item.shape not in SHAPES or item.colour not in COLOURS or item.size not in SIZES:
         raise ValueError(f"unknown shape {item}; shapes {SHAPES}, colours {list(COLOURS)}, sizes {list(SIZES)}")
-    half = SIZES[item.size] * canvas_size / 2
-    cx, cy = item.x * canvas_size, item.y * canvas_size
+    canvas_height = canvas_height or canvas_width
+    half = SIZES[item.size] * min(canvas_width, canvas_height) / 2
+    cx, cy = item.x * canvas_width, item.y * canvas_height
     box = [cx - half, cy - half, cx + half, cy + half]
     if item.shape == "circle":
         draw.ellipse(box, fill=COLOURS[item.colour])

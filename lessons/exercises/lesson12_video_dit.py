@@ -10,12 +10,12 @@ from minisora.models.video_dit import VideoDiTConfig
 REFERENCE_MODULES = ("minisora.models.video_dit",)
 
 
-def block_windows(config: VideoDiTConfig) -> List[Tuple[int, int, int]]:
-    """Lesson 12: the attention window (t, h, w) of every block, in tokens, for config.layout: "spacetime" the whole
-    grid in every block; "latte_interleaved" spatial (1, H', W') and temporal (T', 1, 1) blocks alternating, spatial
-    first; "latte_late_fusion" the first depth // 2 blocks spatial, the rest temporal; "walt_windows" spatial
-    alternating with config.window (a ValueError if its sides do not divide the grid). An unknown layout raises
-    ValueError. The grid is `token_grid(config)`."""
+def block_windows(config: VideoDiTConfig, grid: Tuple[int, int, int]) -> List[Tuple[int, int, int]]:
+    """Lesson 12: the attention window (t, h, w) of every block, in tokens, for config.layout on the token grid
+    (T', H', W'): "spacetime" the whole grid in every block; "latte_interleaved" spatial (1, H', W') and temporal
+    (T', 1, 1) blocks alternating, spatial first; "latte_late_fusion" the first depth // 2 blocks spatial, the rest
+    temporal; "walt_windows" spatial alternating with config.window (a ValueError if its sides do not divide the
+    grid). An unknown layout raises ValueError."""
     raise NotImplementedError("Lesson 12: the windows of each layout")
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .schedules import append_dims
+from .schedules import append_dims, masked_mean
 from .samplers import _noise_like, integrate_in_time
 from .score_sde import VPSDE
 from ..randomness import rand, randn
@@ -143,7 +143,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
                        time_distribution: str = "uniform", shift: float = 1.0,
                        generator: Optional[torch.Generator] = None, unshifted_share: float = 0.0,
                        data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
-                       **cond) -> torch.Tensor:
+                       loss_mask: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
     """E_{t, x_0, eps} lambda_t || model(x_t, t) - target ||^2 (Lipman et al. 2023, Eq. 9 for the velocity; SiT,
     Section 2.2). lambda_t = 1, except for the score: sigma_t^2 (Song et al. 2021's weighting, which keeps the
     target's variance finite as t -> 0 and makes it the noise loss) and the data: the network predicts x_0 but is
@@ -152,7 +152,8 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     Basics: Let Denoising Generative Models Denoise": x-prediction with the v-loss). Predicting x_0 matters when a
     token's patch has more values than the token has width: a velocity or noise prediction cannot then reach every
     direction of the noise, which passes through to the samples; a data prediction only has to reach the data,
-    which lies near a low-dimensional set."""
+    which lies near a low-dimensional set. `loss_mask`, broadcastable to x0, leaves out the elements where it is 0
+    (given frames: `masked_mean`)."""
     t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device, unshifted_share,
                      max_time).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
@@ -165,7 +166,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
         sigma = path.sigma(t).clamp(min=data_min_sigma)
         # lambda_t = (alpha'_t - sigma'_t alpha_t / sigma_t)^2: the squared velocity error per unit of x_0 error
         error = error * append_dims(path.d_alpha(t) - path.d_sigma(t) * path.alpha(t) / sigma, x0) ** 2
-    return error.mean()
+    return masked_mean(error, loss_mask)
 
 
 class FlowDenoiser(nn.Module):

@@ -4,7 +4,7 @@ One network learns both p(x | c) and p(x), by replacing the condition with a nul
 training (`drop_condition`). At sampling, the two denoisers are extrapolated (`GuidedDenoiser`).
 """
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,22 +35,28 @@ class GuidedDenoiser:
     Guidance applies at noise levels sigma in `interval` = (low, high]; elsewhere the conditional denoiser runs
     alone (Kynkäänniemi et al. 2024, "Applying Guidance in a Limited Interval Improves Sample and Distribution
     Quality in Diffusion Models": at high noise guidance costs variety, near the data it adds little; in the tiny
-    text-to-video preset, guiding near the data also broke objects apart, benchmarks/RESULTS.md)."""
+    text-to-video preset, guiding near the data also broke objects apart, benchmarks/RESULTS.md).
+    Conditions named in `kept` go to both branches unchanged: with given frames kept, the unconditional branch
+    still sees the frames and guidance pushes towards the caption alone (as CogVideoX guides image-to-video)."""
 
     def __init__(self, denoiser: Callable, scale: float, null_cond: dict,
-                 interval: Tuple[float, float] = (0.0, math.inf)):
+                 interval: Tuple[float, float] = (0.0, math.inf), kept: Sequence[str] = ()):
         if not null_cond:
             raise ValueError("classifier-free guidance needs a null condition, e.g. null_cond={'label': num_classes}; "
                              "an unconditional model cannot be guided: use it without GuidedDenoiser")
         if not 0 <= interval[0] < interval[1]:
             raise ValueError(f"guidance interval (low, high] needs 0 <= low < high, got {tuple(interval)}")
+        if not math.isfinite(scale) or scale < 0:
+            raise ValueError(f"guidance scale must be a finite number >= 0 (1 is no guidance, 4 a usual choice), got "
+                             f"{scale}")
         self.denoiser, self.scale, self.null_cond, self.interval = denoiser, scale, null_cond, interval
+        self.kept = tuple(kept)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
-        if set(cond) != set(self.null_cond):
+        if set(cond) - set(self.kept) != set(self.null_cond):
             raise ValueError(f"guided denoiser got conditions {sorted(cond)} but its null condition names "
-                             f"{sorted(self.null_cond)}; pass a value for each (a guidance scale needs a "
-                             "conditional model)")
+                             f"{sorted(self.null_cond)} (and it keeps {sorted(self.kept)}); pass a value for each "
+                             "(a guidance scale needs a conditional model)")
         low, high = self.interval
         guided = (sigma > low) & (sigma <= high)  # (B,)
         if self.scale == 1 or not guided.any():
@@ -58,8 +64,11 @@ class GuidedDenoiser:
         batch = x.shape[0]
         both = {}
         for name, value in cond.items():
-            null = torch.as_tensor(self.null_cond[name], dtype=value.dtype, device=value.device)
-            both[name] = torch.cat([value, null.expand_as(value)])
+            if name in self.null_cond:
+                null = torch.as_tensor(self.null_cond[name], dtype=value.dtype, device=value.device)
+                both[name] = torch.cat([value, null.expand_as(value)])
+            else:  # a kept condition: the same in both branches
+                both[name] = torch.cat([value, value])
         denoised = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
         scale = torch.where(guided, self.scale, 1.0).to(x.dtype).view(-1, *[1] * (x.dim() - 1))
         return classifier_free_guidance(denoised[:batch], denoised[batch:], scale)

@@ -10,6 +10,7 @@ Every sampler in `samplers.py` works in the sigma coordinates; DDPM and DDIM are
 Schedules are computed in float64: 1 - alpha_bar underflows in float32 at the clean end.
 """
 import math
+from typing import Optional
 
 import torch
 
@@ -17,6 +18,15 @@ import torch
 def append_dims(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, ..., 1), to broadcast per-sample scalars against `like` (B, ...)."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def masked_mean(values: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The mean of `values` over the elements where `mask` (broadcastable to them) is not 0; all of them without a
+    mask. A loss over the generated frames alone, given frames left out."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype).expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
 def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:

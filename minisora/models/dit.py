@@ -65,8 +65,14 @@ def dit_config(name: str, **overrides) -> DiTConfig:
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Adaptive layer norm's affine part: x (1 + scale) + shift, per sample (DiT Section 3.2)."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    """Adaptive layer norm's affine part: x (1 + scale) + shift (DiT Section 3.2), per sample (shift and scale
+    (B, D)) or per token ((B, N, D)) for tokens x (B, N, D)."""
+    return x * (1 + per_token(scale)) + per_token(shift)
+
+
+def per_token(value: torch.Tensor) -> torch.Tensor:
+    """A modulation (B, D) of every token alike as (B, 1, D); one per token (B, N, D) as it is."""
+    return value[:, None] if value.dim() == 2 else value
 
 
 class DiTBlock(nn.Module):
@@ -118,7 +124,7 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, patch_values)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.modulation(c).chunk(2, dim=1)
+        shift, scale = self.modulation(c).chunk(2, dim=-1)
         return self.linear(modulate(self.norm(x), shift, scale))
 
 

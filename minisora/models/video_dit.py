@@ -15,8 +15,15 @@ the (T', H', W') token grid, and the layout chooses the windows block by block:
   "latte_late_fusion"  the first half of the blocks spatial, the second half temporal          (Latte, variant 2)
   "walt_windows"       spatial blocks (1, H', W') alternate with local spacetime windows `window` (W.A.L.T)
 
-The network's signature is F(x, noise_label, caption=None), so it goes behind any denoiser wrapper of the diffusion
-core (`EDMDenoiser`, `FlowDenoiser`, ...) and is sampled by every sampler unchanged.
+One network serves every size and every task. Positions come from the token grid of each call, so any frame count
+and any height and width the patch divides go through the same weights (an image is a one-frame video). Frames can
+be given: `given_mask` (B, T) says which frames of `given` are known (the first, for image-to-video; the first k,
+for extension; first and last, for interpolation and loops); they replace the noisy input there, and
+`frame_marking` says how the network learns which they are (a mask channel, or their own noise level 0).
+
+The network's signature is F(x, noise_label, caption=None, given=None, given_mask=None), so it goes behind any
+denoiser wrapper of the diffusion core (`EDMDenoiser`, `FlowDenoiser`, ...) and is sampled by every sampler
+unchanged (`diffusion.conditioning.GivenFramesDenoiser` holds the given frames at their values).
 """
 import math
 from dataclasses import dataclass
@@ -27,20 +34,19 @@ from einops import rearrange
 from torch import nn
 
 from .attention import Attention
-from .dit import FinalLayer, initialize_adaln_zero, modulate
+from .dit import FinalLayer, initialize_adaln_zero, modulate, per_token
 from .embeddings import TimestepEmbedding, rotary_angles, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
 from .text import TextEncoder
 from .transformer import MLP, check_denoiser_inputs, run_block
 
 LAYOUTS = ("spacetime", "latte_interleaved", "latte_late_fusion", "walt_windows")
+# how the network is told which frames are given (clean, to be kept) and which it generates
+FRAME_MARKINGS = ("none", "mask_channel", "noise_level")
 
 
 @dataclass
 class VideoDiTConfig:
-    frames: int = 16  # T of the input: latent frames, or pixel frames for a pixel-space model
-    height: int = 32  # H of the input
-    width: int = 32  # W of the input
     in_channels: int = 3  # C of the input (latent channels, or 3 for pixels)
     patch_size: int = 4  # spatial patch side p
     temporal_patch: int = 2  # frames per patch pt
@@ -55,6 +61,10 @@ class VideoDiTConfig:
     caption_length: int = 16  # caption ids per sample, <caption> token and padding included
     text_hidden: int = 64  # width of the text encoder
     text_depth: int = 2  # transformer blocks of the text encoder
+    frame_marking: str = "none"  # how given frames are marked, one of FRAME_MARKINGS: "mask_channel" adds each
+    # token's per-frame given/generated mask through a zero-initialised linear to its embedding (Open-Sora 2.0,
+    # CogVideoX); "noise_level" modulates the tokens whose frames are all given with noise level 0 instead of the
+    # sample's (Open-Sora 1.2, Diffusion Forcing); either way given frames enter the network clean
     attention_backend: str = "sdpa"  # "math", "sdpa" or "flash"
     checkpoint_activations: bool = False  # recompute each block in the backward pass instead of storing its activations
     noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
@@ -64,25 +74,20 @@ class VideoDiTConfig:
         return self.in_channels
 
 
-def token_grid(config: VideoDiTConfig) -> Tuple[int, int, int]:
-    return check_patchable((config.frames, config.height, config.width),
-                           (config.temporal_patch, config.patch_size, config.patch_size))
-
-
-def block_windows(config: VideoDiTConfig) -> List[Tuple[int, int, int]]:
-    """The attention window (t, h, w) of every block, in tokens, from the layout."""
-    frames, height, width = grid = token_grid(config)
+def block_windows(config: VideoDiTConfig, grid: Tuple[int, int, int]) -> List[Tuple[int, int, int]]:
+    """The attention window (t, h, w) of every block, in tokens, from the layout, for a (T', H', W') token grid."""
+    frames, height, width = grid
     spatial, temporal = (1, height, width), (frames, 1, 1)
     if config.layout == "spacetime":
-        return [grid] * config.depth
+        return [tuple(grid)] * config.depth
     if config.layout == "latte_interleaved":
         return [spatial if index % 2 == 0 else temporal for index in range(config.depth)]
     if config.layout == "latte_late_fusion":
         return [spatial if index < config.depth // 2 else temporal for index in range(config.depth)]
     if config.layout == "walt_windows":
         if any(size % side for size, side in zip(grid, config.window)):
-            raise ValueError(f"window {tuple(config.window)} does not tile the token grid {grid}; choose a window "
-                             f"whose sides divide it")
+            raise ValueError(f"window {tuple(config.window)} does not tile the token grid {tuple(grid)}; choose a "
+                             f"window whose sides divide it, or an input size that it tiles")
         return [spatial if index % 2 == 0 else tuple(config.window) for index in range(config.depth)]
     raise ValueError(f"unknown layout {config.layout!r}; choose one of {LAYOUTS}")
 
@@ -103,17 +108,25 @@ def ungroup_windows(windows: torch.Tensor, grid: Tuple[int, int, int], window: T
                      b=batch, t=frames // wt, h=height // wh, w=width // ww, wt=wt, wh=wh, ww=ww)
 
 
-class VideoDiTBlock(nn.Module):
-    """adaLN-Zero self-attention within this block's windows, cross-attention to the caption, then the MLP."""
+def adaptive_modulation(layer: nn.Module, c: torch.Tensor, given_c: Optional[torch.Tensor] = None,
+                        token_given: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """An adaLN modulation layer(c) (B, k D) shared by every token or, with `token_given` (B, N), per token
+    (B, N, k D): layer(given_c), the noise level 0's, for given tokens. Each sample has only two distinct values,
+    so the layer runs on two vectors per sample rather than on every token (as Open-Sora 1.2 does it)."""
+    values = layer(c)
+    if token_given is None:
+        return values
+    return torch.where(token_given[..., None], layer(given_c)[:, None], values[:, None])
 
-    def __init__(self, config: VideoDiTConfig, window: Tuple[int, int, int]):
+
+class VideoDiTBlock(nn.Module):
+    """adaLN-Zero self-attention within windows of the token grid, cross-attention to the caption, then the MLP."""
+
+    def __init__(self, config: VideoDiTConfig):
         super().__init__()
-        dim, self.window, self.grid = config.hidden, window, token_grid(config)
+        dim = config.hidden
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attention = Attention(dim, config.heads, config.attention_backend)
-        # positions within a window: RoPE's dot products see only differences, so every window can share them
-        angles = rotary_angles(window, dim // config.heads) if config.rotary else None
-        self.register_buffer("rotary_angles", angles, persistent=False)  # (t h w, D / heads / 2) or None
         self.text = config.vocabulary_size > 0
         if self.text:
             self.norm_cross = nn.LayerNorm(dim, eps=1e-6)
@@ -123,54 +136,129 @@ class VideoDiTBlock(nn.Module):
         self.mlp = MLP(dim, config.mlp_ratio)
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, text: Optional[torch.Tensor] = None,
-                text_mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # x (B, N, D), c (B, D)
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)
-        h = group_into_windows(modulate(self.norm1(x), shift1, scale1), self.grid, self.window)
+    def forward(self, x: torch.Tensor, c: torch.Tensor, grid: Tuple[int, int, int], window: Tuple[int, int, int],
+                rotary_angles: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None,
+                text_mask: Optional[torch.Tensor] = None, given_c: Optional[torch.Tensor] = None,
+                token_given: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, N, D) on the token grid (T', H', W'), c (B, D); attention within `window`, turned by
+        `rotary_angles` (t h w, D / heads / 2) of positions in the window (RoPE's dot products see only differences,
+        so every window shares them); given_c and token_given as `adaptive_modulation` takes them."""
+        modulation = adaptive_modulation(self.modulation, c, given_c, token_given)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
+        h = group_into_windows(modulate(self.norm1(x), shift1, scale1), grid, window)
         # x = x + alpha_1 Attn_window(gamma_1 LN(x) + beta_1)
-        attended = self.attention(h, rotary_angles=self.rotary_angles)
-        x = x + gate1[:, None] * ungroup_windows(attended, self.grid, self.window, x.shape[0])
+        attended = self.attention(h, rotary_angles=rotary_angles)
+        x = x + per_token(gate1) * ungroup_windows(attended, grid, window, x.shape[0])
         if self.text:
             # x = x + CrossAttn(LN(x), caption tokens)
             x = x + self.cross_attention(self.norm_cross(x), context=text, key_padding_mask=text_mask)
         # x = x + alpha_2 MLP(gamma_2 LN(x) + beta_2)
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + per_token(gate2) * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
 class VideoDiT(nn.Module):
-    """x (B, C, T, H, W), noise_label (B,), caption ids (B, caption_length) -> (B, C, T, H, W)."""
+    """x (B, C, T, H, W), noise_label (B,), caption ids (B, caption_length) -> (B, C, T, H, W), for any T and any
+    H, W the patch divides; with given_mask (B, T) (True: the frame is given) the given frames of `given`
+    (B, C, T, H, W) replace those of x, and are marked as `frame_marking` says.
+
+    No size is baked into the weights: positions come from the token grid at call time. A frame count the temporal
+    patch does not divide is padded at the front with copies of the first frame, and the copies are dropped from
+    the output: a clip of 1 + 2k frames under a 2-frame patch has its first frame alone in the first patch, as
+    an image (one frame) is, the way W.A.L.T's causal tokenizer codes the first frame of every clip alone."""
 
     def __init__(self, config: VideoDiTConfig):
         super().__init__()
+        if config.frame_marking not in FRAME_MARKINGS:
+            raise ValueError(f"unknown frame_marking {config.frame_marking!r}; choose one of {FRAME_MARKINGS}")
+        if config.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {config.layout!r}; choose one of {LAYOUTS}")
         self.config = config
         self.patch = (config.temporal_patch, config.patch_size, config.patch_size)
-        self.grid = token_grid(config)
         dim = config.hidden
         self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
-        time_dim = 0 if self.grid[0] == 1 else dim // 4 - (dim // 4) % 2
-        self.register_buffer("position", sincos_position_embedding(self.grid, dim, time_dim)[None], persistent=False)
         self.noise_embedding = TimestepEmbedding(dim, scale=config.noise_label_scale)
         if config.vocabulary_size:
             self.text_encoder = TextEncoder(config.vocabulary_size, config.caption_length, config.text_hidden,
                                             config.text_depth, max(1, config.text_hidden // 32),
                                             config.attention_backend)
             self.caption_projection = nn.Linear(config.text_hidden, dim)  # pooled caption -> c
-        self.blocks = nn.ModuleList(VideoDiTBlock(config, window) for window in block_windows(config))
+        self.blocks = nn.ModuleList(VideoDiTBlock(config) for _ in range(config.depth))
         self.final = FinalLayer(config)
+        if config.frame_marking == "mask_channel":
+            # each token's frames' given flags (pt of them) -> D: a mask channel, constant over each frame
+            self.mask_embedding = nn.Linear(config.temporal_patch, dim)
         initialize_adaln_zero(self, self.noise_embedding, [block.modulation[1] for block in self.blocks])
+        if config.frame_marking == "mask_channel":
+            nn.init.zeros_(self.mask_embedding.weight)  # zero-initialised: an untrained marking changes nothing
+            nn.init.zeros_(self.mask_embedding.bias)
+        self.tables = {}  # (kind, grid or window, device) -> sin-cos positions or rotary angles, made on first use
 
-    def forward(self, x: torch.Tensor, noise_label: torch.Tensor, caption: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
+    def table(self, kind: str, grid: Tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """The fixed sin-cos positions (1, N, D) of a token grid, or the rotary angles (N, D / heads / 2) of a window,
+        computed once per size and device."""
+        key = (kind, tuple(grid), str(device))
+        if key not in self.tables:
+            dim = self.config.hidden
+            if kind == "position":
+                # a quarter of the channels (even) for the frame, even for images: an image is frame 0 of a clip
+                table = sincos_position_embedding(grid, dim, dim // 4 - (dim // 4) % 2)[None]
+            else:
+                table = rotary_angles(grid, dim // self.config.heads)
+            self.tables[key] = table.to(device)
+        return self.tables[key]
+
+    def check_inputs(self, x: torch.Tensor, caption: Optional[torch.Tensor], given: Optional[torch.Tensor],
+                     given_mask: Optional[torch.Tensor]) -> None:
         config = self.config
-        check_denoiser_inputs("VideoDiT", (config.in_channels, config.frames, config.height, config.width), x,
-                              caption, "caption (ids from CaptionTokenizer.encode)", config.vocabulary_size > 0,
-                              f"vocabulary_size={config.vocabulary_size}")
-        tokens = self.patch_embedding(patchify(x, self.patch)) + self.position  # (B, N, D)
-        c = self.noise_embedding(noise_label.expand(x.shape[0]))  # (B, D)
+        if x.dim() != 5 or x.shape[1] != config.in_channels:
+            raise ValueError(f"VideoDiT takes videos (B, {config.in_channels}, T, H, W), got {tuple(x.shape)}")
+        check_patchable((1, *x.shape[3:]), (1, config.patch_size, config.patch_size))
+        check_denoiser_inputs("VideoDiT", tuple(x.shape[1:]), x, caption, "caption (ids from CaptionTokenizer.encode)",
+                              config.vocabulary_size > 0, f"vocabulary_size={config.vocabulary_size}")
+        if (given is None) != (given_mask is None):
+            raise ValueError("given frames need both `given` (B, C, T, H, W), the clean frames, and `given_mask` "
+                             "(B, T), True where a frame is given; got only one of them")
+        if given_mask is not None and (given_mask.shape != (x.shape[0], x.shape[2]) or given.shape != x.shape):
+            raise ValueError(f"given_mask must be (B, T) = {(x.shape[0], x.shape[2])} and given {tuple(x.shape)}, "
+                             f"like x; got {tuple(given_mask.shape)} and {tuple(given.shape)}")
+
+    def forward(self, x: torch.Tensor, noise_label: torch.Tensor, caption: Optional[torch.Tensor] = None,
+                given: Optional[torch.Tensor] = None, given_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        config = self.config
+        self.check_inputs(x, caption, given, given_mask)
+        frames = x.shape[2]
+        if given_mask is not None:
+            given_mask = given_mask.bool()
+            x = torch.where(given_mask[:, None, :, None, None], given.to(x.dtype), x)  # given frames enter clean
+        padding = -frames % config.temporal_patch
+        if padding:  # the causal first frame: copies of frame 0 fill its patch
+            x = torch.cat([x[:, :, :1]] * padding + [x], dim=2)
+            given_mask = None if given_mask is None else torch.cat([given_mask[:, :1]] * padding + [given_mask], 1)
+        grid = check_patchable(x.shape, self.patch)
+        tokens = self.patch_embedding(patchify(x, self.patch)) + self.table("position", grid, x.device)  # (B, N, D)
+        batch, spatial_tokens = x.shape[0], grid[1] * grid[2]
+        noise_label = noise_label.expand(batch)
+        c = self.noise_embedding(noise_label)  # (B, D)
+        given_c = token_given = None
+        if given_mask is not None:
+            frame_flags = given_mask.view(batch, grid[0], 1, config.temporal_patch)  # (B, T', 1, pt)
+            if config.frame_marking == "mask_channel":
+                flags = frame_flags.expand(-1, -1, spatial_tokens, -1).reshape(batch, -1, config.temporal_patch)
+                tokens = tokens + self.mask_embedding(flags.to(tokens.dtype))  # (B, N, D)
+            elif config.frame_marking == "noise_level":
+                token_given = frame_flags.all(dim=-1).expand(-1, -1, spatial_tokens).reshape(batch, -1)  # (B, N)
+                given_c = self.noise_embedding(torch.zeros_like(noise_label))  # (B, D)
         text = text_mask = None
         if caption is not None:
             text, text_mask, pooled = self.text_encoder(caption)  # (B, M, D_text), (B, M), (B, D_text)
-            c = c + self.caption_projection(pooled)
-        for block in self.blocks:
-            tokens = run_block(block, config.checkpoint_activations, tokens, c, text, text_mask)
-        return unpatchify(self.final(tokens, c), self.patch, self.grid)  # (B, C, T, H, W)
+            caption_c = self.caption_projection(pooled)
+            c = c + caption_c
+            given_c = None if given_c is None else given_c + caption_c
+        windows = block_windows(config, grid)
+        for block, window in zip(self.blocks, windows):
+            angles = self.table("rotary", window, x.device) if config.rotary else None
+            tokens = run_block(block, config.checkpoint_activations, tokens, c, grid, window, angles, text,
+                               text_mask, given_c, token_given)
+        shift, scale = adaptive_modulation(self.final.modulation, c, given_c, token_given).chunk(2, dim=-1)
+        patches = self.final.linear(modulate(self.final.norm(tokens), shift, scale))
+        return unpatchify(patches, self.patch, grid)[:, :, padding:]  # (B, C, T, H, W)

@@ -32,12 +32,13 @@ def wrap_network(network: nn.Module, objective: str, prediction: str = "velocity
 
 def objective_loss(denoiser: nn.Module, x0: torch.Tensor, objective: str, generator: Optional[torch.Generator] = None,
                    time_distribution: str = "uniform", time_shift: float = 1.0, unshifted_share: float = 0.0,
-                   data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0, **cond) -> torch.Tensor:
+                   data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
+                   loss_mask: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
     """The loss of `objective` on clean data x0 (B, ...): EDM's weighted denoising loss, or flow matching with times
     drawn from `time_distribution` ("uniform" or "logit_normal") shifted by `time_shift` except for a share
     `unshifted_share`, scaled into (0, `max_time`], a data prediction's weight capped at sigma_t = `data_min_sigma`
-    (flow only)."""
+    (flow only), over the elements where `loss_mask` (broadcastable to x0) is not 0."""
     if check_objective(objective) == "edm":
-        return edm_loss(denoiser, x0, sigma_data=SIGMA_DATA, generator=generator, **cond)
+        return edm_loss(denoiser, x0, sigma_data=SIGMA_DATA, generator=generator, loss_mask=loss_mask, **cond)
     return flow_matching_loss(denoiser.model, x0, denoiser.path, denoiser.prediction, time_distribution, time_shift,
-                              generator, unshifted_share, data_min_sigma, max_time, **cond)
+                              generator, unshifted_share, data_min_sigma, max_time, loss_mask, **cond)

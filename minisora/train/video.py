@@ -16,7 +16,6 @@ model's and its expert's) and the VAE's weights (weights only: loading runs no c
 """
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,15 +24,16 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from tiny_datasets.videos import video_dataset
+from ..evaluation import GIVEN_FRAME_TASKS, describe_task_scores, held_out_truth, score_tasks
+from ..generate import sample_latents
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
-from ..diffusion import get_sampler
+from ..diffusion.conditioning import draw_given_masks, frames_axis, parse_task_mix
 from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.flow import Path as FlowPath
-from ..diffusion.guidance import GuidedDenoiser, drop_condition
-from ..diffusion.schedules import karras_sigmas
+from ..diffusion.guidance import drop_condition
 from ..models.text import PAD, CaptionTokenizer, split_words
 from ..models.vae import VideoVAE
-from ..models.video_dit import VideoDiT, VideoDiTConfig
+from ..models.video_dit import FRAME_MARKINGS, VideoDiT, VideoDiTConfig
 from ..randomness import randn
 from ..scoring import score_videos
 from .checkpoint import save_checkpoint
@@ -42,7 +42,6 @@ from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wra
 from .vae import VAEConfig, load_vae, run_vae
 
 SPACES = ("latent", "pixel")
-HELD_OUT_SEED_OFFSET = 7919  # the held-out clips come from seed + this
 
 
 @dataclass
@@ -63,6 +62,12 @@ class VideoConfig:
     layout: str = "spacetime"  # which tokens attend to which: spacetime, latte_interleaved, latte_late_fusion, walt_windows
     window: str = "1x2x2"  # walt_windows' local window t x h x w, in tokens
     rotary: bool = True  # 3D rotary position embedding in self-attention, besides the sin-cos positions
+    frame_marking: str = "none"  # how the DiT marks given frames: "none" (put in place, unmarked), "mask_channel"
+    # or "noise_level" (models/video_dit.py)
+    task_mix: str = "text:1"  # the share of training samples of each task, task:weight pairs of
+    # diffusion.conditioning.TASKS: which frames are given ("text:1", text-to-video alone, gives none)
+    given_noise: float = 0.05  # given frames get Gaussian noise of this median level in training (log-normal, spread
+    # 0.5, as CogVideoX's exp(N(-3, 0.5))), so that generated frames, never quite clean, can be given later
     text_hidden: int = 64  # width of the caption encoder
     text_depth: int = 2  # blocks of the caption encoder
     caption_length: int = 12  # caption ids per clip (<caption>, words, padding)
@@ -109,6 +114,9 @@ class VideoConfig:
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         check_objective(self.objective)
+        if self.frame_marking not in FRAME_MARKINGS:
+            raise ValueError(f"frame_marking must be one of {FRAME_MARKINGS}, got {self.frame_marking!r}")
+        parse_task_mix(self.task_mix)
         if self.expert_steps and self.objective != "flow":
             raise ValueError(f"the clean-end expert trains on flow times; with objective {self.objective!r} set "
                              f"expert_steps=0")
@@ -144,9 +152,8 @@ def parse_window(text: str) -> Tuple[int, int, int]:
 
 def held_out_clips(config: VideoConfig) -> Tuple[torch.Tensor, List[str]]:
     """The clips (N, 3, T, H, W) and captions that are sampled and scored, from a seed the training never uses."""
-    world = video_dataset(config.dataset, num_items=config.held_out, image_size=config.image_size,
-                          num_frames=config.num_frames, seed=config.seed + HELD_OUT_SEED_OFFSET)
-    return world.tensors()
+    videos, captions, _ = held_out_truth(config, config.num_frames)
+    return videos, captions
 
 
 def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progress: bool = True
@@ -214,13 +221,12 @@ def decode(vae: Optional[VideoVAE], latents: torch.Tensor, batch_size: int = 32)
 
 def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_size: int) -> torch.nn.Module:
     """The video DiT for data (C, T, H, W), conditioned on captions, behind its objective's denoiser."""
-    channels, frames, height, width = data_shape
     network = VideoDiT(VideoDiTConfig(
-        frames=frames, height=height, width=width, in_channels=channels, patch_size=config.patch_size,
+        in_channels=data_shape[0], patch_size=config.patch_size,
         temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
         layout=config.layout, window=parse_window(config.window), rotary=config.rotary,
         vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden,
-        text_depth=config.text_depth,
+        text_depth=config.text_depth, frame_marking=config.frame_marking,
         attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
         noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
     return wrap_network(network, config.objective, config.prediction)
@@ -234,14 +240,25 @@ MAY_DIFFER_ON_RESUME = ("resume", "checkpoint_every", "out_dir", "sampler", "sam
 def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, data: torch.Tensor, caption_ids: torch.Tensor,
                **times):
     """loss_of_batch(generator) for the loop: a random batch of clips and their captions, a tenth of the captions
-    dropped for the null one, the objective's loss at times drawn as `times` (objective_loss's time arguments) say."""
+    dropped for the null one, each clip given the frames of a task drawn from `task_mix` (slightly noised, left out
+    of the loss), the objective's loss at times drawn as `times` (objective_loss's time arguments) say."""
     device = torch.device(config.device)
+    mix = parse_task_mix(config.task_mix)
 
     def loss_of_batch(generator):
         index = torch.randint(len(data), (config.batch_size,), generator=generator)
         ids = drop_condition(caption_ids[index], config.caption_dropout, PAD, generator)  # the null caption
-        return objective_loss(denoiser, data[index].to(device), config.objective, generator,
-                              data_min_sigma=config.data_min_sigma, caption=ids.to(device), **times)
+        clips = data[index].to(device)
+        frames = {}
+        if set(mix) != {"text"}:
+            given_mask = draw_given_masks(len(clips), clips.shape[2], mix, generator)  # (B, T)
+            # sigma_given = given_noise * exp(0.5 n): a little noise, so that imperfect frames can be given later
+            levels = config.given_noise * torch.exp(0.5 * torch.randn(len(clips), generator=generator))
+            noisy = clips + levels.view(-1, 1, 1, 1, 1).to(device) * randn(clips.shape, generator, device)
+            frames = dict(given=noisy, given_mask=given_mask.to(device),
+                          loss_mask=frames_axis(~given_mask).to(device))
+        return objective_loss(denoiser, clips, config.objective, generator, data_min_sigma=config.data_min_sigma,
+                              caption=ids.to(device), **frames, **times)
     return loss_of_batch
 
 
@@ -280,19 +297,6 @@ def train_expert(config: VideoConfig, denoiser: torch.nn.Module, data: torch.Ten
                            checkpointing, config.precision, warmup, config.accumulation, config.clip_norm,
                            logging=Logging(out / "expert_metrics.jsonl"), optimizer=config.optimizer)
     return NoiseLevelExperts(denoiser, expert, config.expert_sigma)
-
-
-@torch.no_grad()
-def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], sampler: str,
-                   steps: int, guidance: float, seed: int, guidance_min_sigma: float = 0.0) -> torch.Tensor:
-    """One sample (N, C, T, H, W) per caption (N, M), on Karras noise levels, guided above `guidance_min_sigma`."""
-    device = next(denoiser.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    sigmas = karras_sigmas(steps).to(device)
-    noise = randn((len(caption_ids), *data_shape), generator, device) * sigmas[0]
-    guided = GuidedDenoiser(denoiser.eval(), guidance, {"caption": PAD}, interval=(guidance_min_sigma, math.inf))
-    return get_sampler(sampler)(guided, noise, sigmas, cond={"caption": caption_ids.to(device)},
-                                generator=generator).cpu()
 
 
 def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", columns: int = 8) -> None:
@@ -402,10 +406,14 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     if vae is not None:
         reference["VAE reconstructions"] = score_videos(decode(vae, encode(vae, held_out_videos, progress=False)),
                                                         held_out_captions, config.dataset)
+    tasks = {}
+    if set(parse_task_mix(config.task_mix)) != {"text"} and config.space == "pixel":  # it was taught given frames
+        tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
+                 "real clips": score_tasks(None, tokenizer, config, data_shape)}
     write_samples(samples, out)
     (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
     draw_loss_curve(losses, out / "loss.png")
-    metrics = {"trained": scores, "untrained": untrained, **reference, "data_shape": list(data_shape),
+    metrics = {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "data_shape": list(data_shape),
                "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
                "prepare_seconds": round(vae_seconds, 1),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
@@ -417,6 +425,10 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     for name in ("trained", "untrained", *reference):
         row = metrics[name]
         print(f"  {name:<20} {describe_scores(row)}")
+    for name, rows in tasks.items():
+        print(f"given frames, {name}:")
+        for task in GIVEN_FRAME_TASKS:
+            print(f"  {describe_task_scores(task, rows[task])}")
     print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt, loss.png, metrics.jsonl "
           f"and metrics.json")
     return metrics

@@ -9,20 +9,21 @@ from minisora.models.video_dit import VideoDiTConfig
 
 pytestmark = pytest.mark.lesson12
 
-GRID_CONFIG = VideoDiTConfig(frames=4, height=8, width=8, in_channels=3, patch_size=2, temporal_patch=1, depth=4,
-                             window=(2, 2, 2))  # a (4, 4, 4) token grid
+GRID_CONFIG = VideoDiTConfig(in_channels=3, patch_size=2, temporal_patch=1, depth=4, window=(2, 2, 2))
+GRID = (4, 4, 4)  # the token grid of 4 frames of 8 x 8 under 1 x 2 x 2 patches
 
 
 def test_windows_of_each_layout(impl):
     spatial, temporal = (1, 4, 4), (4, 1, 1)
-    assert impl.block_windows(GRID_CONFIG) == [(4, 4, 4)] * 4
-    assert impl.block_windows(replace(GRID_CONFIG, layout="latte_interleaved")) == [spatial, temporal] * 2
-    assert impl.block_windows(replace(GRID_CONFIG, layout="latte_late_fusion", depth=6)) == [spatial] * 3 + [temporal] * 3
-    assert impl.block_windows(replace(GRID_CONFIG, layout="walt_windows")) == [spatial, (2, 2, 2)] * 2
+    assert impl.block_windows(GRID_CONFIG, GRID) == [(4, 4, 4)] * 4
+    assert impl.block_windows(replace(GRID_CONFIG, layout="latte_interleaved"), GRID) == [spatial, temporal] * 2
+    assert impl.block_windows(replace(GRID_CONFIG, layout="latte_late_fusion", depth=6), GRID) == \
+        [spatial] * 3 + [temporal] * 3
+    assert impl.block_windows(replace(GRID_CONFIG, layout="walt_windows"), GRID) == [spatial, (2, 2, 2)] * 2
     with pytest.raises(ValueError):
-        impl.block_windows(replace(GRID_CONFIG, layout="walt_windows", window=(3, 2, 2)))
+        impl.block_windows(replace(GRID_CONFIG, layout="walt_windows", window=(3, 2, 2)), GRID)
     with pytest.raises(ValueError):
-        impl.block_windows(replace(GRID_CONFIG, layout="diagonal"))
+        impl.block_windows(replace(GRID_CONFIG, layout="diagonal"), GRID)
 
 
 def test_windows_hold_the_right_tokens_and_ungroup_back(impl):
