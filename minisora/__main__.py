@@ -1,6 +1,8 @@
 """The command line:
   python -m minisora train --preset tiny|shapes64|ball64|toy2d|images|vae [--key=value ...]   train from a preset
   python -m minisora sample --checkpoint runs/tiny/model.pt --prompt "a small red circle moving right slowly"
+        [--frames N] [--size HxW] [--first-frame IMAGE] [--last-frame IMAGE] [--extend VIDEO] [--extend-backward VIDEO]
+        [--loop] [--edit VIDEO --strength S]
   python -m minisora data [--key=value ...]         write a tiny video dataset to disk (.mp4 files + captions.jsonl)
   python -m minisora memory --preset 256px|480p|tiny [--key=value ...]   will a training configuration fit the GPU?
 """
@@ -31,6 +33,16 @@ def main(argv=None) -> int:
     sample.add_argument("--num", type=int, default=4, help="videos per prompt")
     sample.add_argument("--seed", type=int, default=0, help="the same seed gives the same videos")
     sample.add_argument("--out", default="samples", help="folder for the videos")
+    sample.add_argument("--frames", type=int, help="frames per video (default: the model's; 1 writes PNG images; "
+                                                   "longer than the model's are made chunk by chunk)")
+    sample.add_argument("--size", help="HxW of the output, e.g. 32x48 (default: the model's)")
+    sample.add_argument("--first-frame", metavar="IMAGE", help="start from this image (image-to-video)")
+    sample.add_argument("--last-frame", metavar="IMAGE", help="end on this image (with --first-frame: connect two)")
+    sample.add_argument("--extend", metavar="VIDEO", help="continue this clip: the output starts with its frames")
+    sample.add_argument("--extend-backward", metavar="VIDEO", help="lead into this clip: the output ends with it")
+    sample.add_argument("--loop", action="store_true", help="the last frame leads back into the first")
+    sample.add_argument("--edit", metavar="VIDEO", help="redraw this clip under the prompt (SDEdit; with --strength)")
+    sample.add_argument("--strength", type=float, help="how much --edit redraws, in (0, 1]: 0.3 keeps most of it")
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     memory = commands.add_parser("memory", help="plan a training step's GPU memory; override any field as --key=value")
     memory.add_argument("--preset", default="256px", choices=("256px", "480p", "tiny"), help="configuration to plan")
@@ -41,11 +53,15 @@ def main(argv=None) -> int:
         from .diffusion import SAMPLERS
         if arguments.sampler not in SAMPLERS:
             parser.error(f"unknown sampler {arguments.sampler!r}; choose one of {', '.join(sorted(SAMPLERS))}")
-        from .train.video import run_sample
+        from .data.video_io import VideoReadError
+        from .generate import Prompting, run_sample
+        prompting = Prompting(arguments.frames, arguments.size, arguments.first_frame, arguments.last_frame,
+                              arguments.extend, arguments.extend_backward, arguments.loop, arguments.edit,
+                              arguments.strength)
         try:
             run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
-                       arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma)
-        except (ValueError, FileNotFoundError) as error:
+                       arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting)
+        except (ValueError, FileNotFoundError, VideoReadError) as error:
             parser.exit(2, f"error: {error}\n")
         return 0
     if arguments.command == "data":

@@ -1,6 +1,37 @@
-"""Config dataclasses are overridden from the command line as --key=value, with types taken from the fields."""
+"""Config dataclasses are overridden from the command line as --key=value (a true/false field also as a bare
+--key, meaning true), with types taken from the fields; and the checks every config shares."""
 import dataclasses
-from typing import Iterable
+import math
+from typing import Dict, Iterable
+
+
+def check_device(device: str, present: bool = True) -> str:
+    """"cpu", or "cuda" (or "cuda:N"), where PyTorch sees a CUDA GPU (when `present`: presets name GPUs that the
+    machine importing them may lack, so they are checked for form alone, and runs for presence too)."""
+    import torch
+
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if present and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but PyTorch sees no CUDA GPU on this machine (torch "
+                             f"{torch.__version__}); train with --device=cpu, or install a CUDA build of torch")
+        return device
+    raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+
+
+def check_ranges(config, ranges: Dict[str, str]) -> None:
+    """Each numeric field named in `ranges` inside its interval, written as in mathematics: "[1, inf)" (at least 1),
+    "(0, inf)" (positive), "[0, 1)"; a clear error naming the field, its value and the interval otherwise."""
+    for name, interval in ranges.items():
+        value = getattr(config, name)
+        low_bracket, bounds, high_bracket = interval[0], interval[1:-1], interval[-1]
+        low, high = (float(bound) for bound in bounds.split(","))
+        above = value > low or (low_bracket == "[" and value == low)
+        below = value < high or (high_bracket == "]" and value == high)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and above and below):
+            raise ValueError(f"{name}={value!r} is outside {interval}; give {type(config).__name__}.{name} a value "
+                             f"in that range (--{name}=...)")
 
 
 def _parse_value(name: str, text: str, current):
@@ -21,6 +52,9 @@ def apply_overrides(config, overrides: Iterable[str]):
     known = {field.name for field in dataclasses.fields(config)}
     changes = {}
     for item in overrides:
+        flag = item[2:].replace("-", "_")
+        if item.startswith("--") and "=" not in item and isinstance(getattr(config, flag, None), bool):
+            item = f"--{flag}=true"  # a bare --overwrite, --resume: true
         if not item.startswith("--") or "=" not in item:
             raise ValueError(f"cannot read override {item!r}; write it as --key=value, e.g. --steps=500")
         name, text = item[2:].split("=", 1)

@@ -7,29 +7,51 @@ the caption alone: its unconditional branch drops the caption and keeps the fram
 image-to-video), so the frames are never extrapolated away from.
 """
 import math
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 import torch
 
+from .data.video_io import read_image, read_video, write_gif, write_image, write_video
 from .diffusion import get_sampler
-from .diffusion.conditioning import GivenFramesDenoiser, hold_given_frames
+from .diffusion.conditioning import GivenFramesDenoiser, hold_given_frames, parse_task_mix
 from .diffusion.guidance import GuidedDenoiser
 from .diffusion.schedules import karras_sigmas
-from .models.text import PAD
+from .models.patches import check_patchable
+from .models.text import PAD, split_words
 from .randomness import randn
+
+KARRAS_SIGMA_MAX = 80.0  # where sampling from pure noise starts (Karras et al. 2022)
+
+
+def edit_sigma(strength: float) -> float:
+    """SDEdit's starting noise level for a strength S in (0, 1]: the linear flow path's time S, as EDM's
+    sigma = S / (1 - S) (equal noise-to-signal), capped at the pure-noise start."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be in (0, 1] (0 keeps the video as it is, 1 draws it anew), got {strength}")
+    return KARRAS_SIGMA_MAX if strength >= KARRAS_SIGMA_MAX / (1 + KARRAS_SIGMA_MAX) else strength / (1 - strength)
 
 
 @torch.no_grad()
 def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], sampler: str,
                    steps: int, guidance: float, seed: int, guidance_min_sigma: float = 0.0,
-                   given: Optional[torch.Tensor] = None, given_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                   given: Optional[torch.Tensor] = None, given_mask: Optional[torch.Tensor] = None,
+                   start: Optional[torch.Tensor] = None, strength: float = 1.0) -> torch.Tensor:
     """One sample (N, C, T, H, W) of `data_shape` (C, T, H, W) per caption (N, M), on Karras noise levels, guided
     above `guidance_min_sigma`; with given_mask (N, T), the frames of `given` (N, C, T, H, W) it marks are kept and
-    come back exactly as given."""
+    come back exactly as given. With `start` (N, C, T, H, W) and `strength` S in (0, 1], SDEdit (Meng et al. 2022):
+    the start noised to the flow time S (EDM's sigma = S / (1 - S), at most 80) and denoised from there."""
     device = next(denoiser.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    sigmas = karras_sigmas(steps).to(device)
+    sigma_max = KARRAS_SIGMA_MAX if start is None else edit_sigma(strength)
+    sigmas = karras_sigmas(steps, sigma_min=min(0.002, sigma_max / 2), sigma_max=sigma_max).to(device)
     noise = randn((len(caption_ids), *data_shape), generator, device) * sigmas[0]
+    if start is not None:
+        if start.shape != noise.shape:
+            raise ValueError(f"the video to edit must be {tuple(noise.shape)}, got {tuple(start.shape)}")
+        # x = x_0 + sigma_S eps: the start, noised part of the way
+        noise = start.to(device) + noise
     cond = {"caption": caption_ids.to(device)}
     if given_mask is not None:
         if given is None or given.shape != noise.shape or given_mask.shape != noise.shape[:1] + noise.shape[2:3]:
@@ -42,3 +64,218 @@ def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_sh
     if given_mask is not None:  # exactly, not to the sampler's last rounding
         samples = hold_given_frames(samples, given.cpu(), given_mask.cpu())
     return samples
+
+
+def chunk_starts(total: int, window: int, context: int, backward: bool = False) -> list:
+    """Where each window of `window` frames starts, to cover `total` frames with `context` frames of overlap
+    between neighbours: forward from frame 0 (the last window ends at the last frame), or backward from the end."""
+    if total <= window:
+        return [0]
+    step = window - context
+    starts = list(range(0, total - window, step)) + [total - window]
+    return [total - window - start for start in starts] if backward else starts
+
+
+@torch.no_grad()
+def sample_long(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], window: int,
+                sampler: str, steps: int, guidance: float, seed: int, guidance_min_sigma: float = 0.0,
+                given: Optional[torch.Tensor] = None, given_mask: Optional[torch.Tensor] = None,
+                backward: bool = False) -> torch.Tensor:
+    """Videos (N, C, T, H, W) of any length T made `window` frames at a time (the length the model trained on):
+    each window after the first is given the half window it shares with the frames made before it (and any frames
+    given by the caller), the way Open-Sora extends a video and Diffusion Forcing rolls out. Forward from the first
+    frame, or `backward` from the last (extending a clip into its past)."""
+    count, (channels, total, height, width) = len(caption_ids), data_shape
+    made = torch.zeros(count, channels, total, height, width) if given is None else given.detach().cpu().clone()
+    known = torch.zeros(count, total, dtype=torch.bool) if given_mask is None else given_mask.cpu().clone()
+    for chunk, first in enumerate(chunk_starts(total, window, window // 2, backward)):
+        frames = slice(first, first + min(window, total))
+        if known[:, frames].all():
+            continue
+        chunk_mask = known[:, frames]
+        videos = sample_latents(denoiser, caption_ids, (channels, frames.stop - first, height, width), sampler,
+                                steps, guidance, seed + chunk, guidance_min_sigma,
+                                given=made[:, :, frames] if chunk_mask.any() else None,
+                                given_mask=chunk_mask if chunk_mask.any() else None)
+        made[:, :, frames] = videos
+        known[:, frames] = True
+    return made
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """"32x48" -> (32, 48): height x width in pixels."""
+    try:
+        height, width = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        height = width = 0
+    if height < 1 or width < 1:
+        raise ValueError(f"size {text!r} must be two positive sides HxW in pixels, e.g. 32x48")
+    return height, width
+
+
+@dataclass
+class Prompting:
+    """What `python -m minisora sample` is asked beyond the caption: the output's length and size, and the frames
+    given with the caption (None where not asked for)."""
+    frames: Optional[int] = None  # frames per output; the model's training length by default
+    size: Optional[str] = None  # HxW of the output; the model's training size by default
+    first_frame: Optional[str] = None  # an image file: the first frame (image-to-video)
+    last_frame: Optional[str] = None  # an image file: the last frame (with first_frame: connect the two)
+    extend: Optional[str] = None  # a video file to continue: the output starts with its frames
+    extend_backward: Optional[str] = None  # a video file to lead into: the output ends with its frames
+    loop: bool = False  # the last frame leads back into the first (a seamless loop)
+    edit: Optional[str] = None  # a video file to redraw under the caption (SDEdit), as far as `strength` says
+    strength: Optional[float] = None  # SDEdit's strength in (0, 1]: how much of the video is noised away
+
+    def check(self) -> None:
+        """Clear errors for what cannot go together, before anything is loaded."""
+        if self.frames is not None and self.frames < 1:
+            raise ValueError(f"--frames must be at least 1 (1 makes images), got {self.frames}")
+        if self.size is not None:
+            parse_size(self.size)
+        videos = [name for name, value in (("--extend", self.extend), ("--extend-backward", self.extend_backward),
+                                           ("--edit", self.edit)) if value]
+        images = [name for name, value in (("--first-frame", self.first_frame), ("--last-frame", self.last_frame),
+                                           ("--loop", self.loop)) if value]
+        if len(videos) > 1 or (videos and images):
+            raise ValueError(f"{' and '.join(videos + images)} cannot be combined: give one video to extend or edit, "
+                             f"or frames (--first-frame, --last-frame, --loop)")
+        if self.loop and self.last_frame:
+            raise ValueError("--loop sets the last frame itself (to lead back into the first); drop --last-frame")
+        if self.edit and self.strength is None:
+            raise ValueError("--edit needs --strength S in (0, 1]: how much of the video to redraw (0.5 is halfway)")
+        if self.strength is not None:
+            if not self.edit:
+                raise ValueError("--strength is for --edit VIDEO (SDEdit); give the video to edit")
+            edit_sigma(self.strength)
+        if self.frames == 1 and (videos or self.last_frame or self.loop):
+            raise ValueError("--frames 1 makes images: --extend, --edit, --last-frame and --loop need a video")
+
+    @property
+    def gives_frames(self) -> bool:
+        return bool(self.first_frame or self.last_frame or self.extend or self.extend_backward or self.loop)
+
+
+def read_sized(path: str, kind: str, height: int, width: int) -> torch.Tensor:
+    """An image (3, 1, H, W) or a video (3, T, H, W) from a file, which must be height x width: a clear error
+    that names both sizes otherwise."""
+    frames = read_image(path) if kind == "image" else read_video(path)
+    if tuple(frames.shape[2:]) != (height, width):
+        raise ValueError(f"{path} is {frames.shape[2]}x{frames.shape[3]} but the output is {height}x{width}; pass "
+                         f"--size {frames.shape[2]}x{frames.shape[3]} to match it, or resize the {kind}")
+    return frames
+
+
+def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", steps: int = 30, cfg: float = 4.0,
+               num: int = 4, seed: int = 0, out: str = "samples", cfg_min_sigma: Optional[float] = None,
+               prompting: Optional[Prompting] = None) -> dict:
+    """`python -m minisora sample`: `num` videos per prompt from a model.pt, prompted as `prompting` says (length,
+    size, given frames, a video to extend or edit), written as OUT/NN.mp4 (at the model's size, to give back to
+    --extend or --edit) and NN.gif (enlarged), or NN.png for one frame, with one tiled OUT/samples.gif, and scored
+    against the model's world where the prompt names what the world can show. Guidance applies above
+    `cfg_min_sigma` (None: the model's own `guidance_min_sigma`)."""
+    from .scoring import score_videos
+    from .train.video import decode, describe_scores, load_model, write_samples
+
+    prompting = prompting or Prompting()
+    if num < 1 or steps < 1:
+        raise ValueError(f"--num and --steps must be at least 1, got --num {num} and --steps {steps}")
+    if not math.isfinite(cfg) or cfg < 0:
+        raise ValueError(f"--cfg must be a finite number >= 0 (1 is no guidance, 4 a usual choice), got {cfg}")
+    if cfg_min_sigma is not None and cfg_min_sigma < 0:
+        raise ValueError(f"--cfg-min-sigma is a noise level, >= 0; got {cfg_min_sigma}")
+    prompting.check()
+    config, tokenizer, data_shape, denoiser, vae = load_model(checkpoint)
+    channels, window, trained_height, trained_width = data_shape
+    asks_for_size = prompting.frames is not None or prompting.size is not None
+    if vae is not None and (asks_for_size or prompting.gives_frames or prompting.edit):
+        raise ValueError(f"{checkpoint} samples a VAE's latents; --frames, --size, given frames and --edit work with "
+                         f"pixel-space models (space=pixel, as the tiny preset) for now")
+    height, width = parse_size(prompting.size) if prompting.size else (trained_height, trained_width)
+    check_patchable((1, height, width), (1, config.patch_size, config.patch_size))
+    unknown = sorted({word for prompt in prompts for word in split_words(prompt) if word not in tokenizer.ids})
+    if unknown:
+        print(f"warning: the model never saw the words {unknown}; they are read as <unknown>. Its words: "
+              f"{' '.join(tokenizer.words[3:])}")
+    if prompting.gives_frames and config.frame_marking == "none" and set(parse_task_mix(config.task_mix)) == {"text"}:
+        print("warning: this model was trained on text alone; given frames are only held in place (replacement), "
+              "so what it draws around them may not follow on from them")
+    captions = [prompt for prompt in prompts for _ in range(num)]
+    ids = tokenizer.encode(captions, config.caption_length)
+    count = len(captions)
+    min_sigma = config.guidance_min_sigma if cfg_min_sigma is None else cfg_min_sigma
+    context = max(1, window // 2)  # frames a chunk or an extension is given: what training gave (the head task)
+
+    def sample(total, given=None, mask=None, backward=False, offset=0):
+        return sample_long(denoiser, ids, (channels, total, height, width), window, sampler, steps, cfg,
+                           seed + offset, min_sigma, given, mask, backward)
+
+    if prompting.extend or prompting.extend_backward:
+        forward = bool(prompting.extend)
+        clip = read_sized(prompting.extend or prompting.extend_backward, "video", height, width)
+        if clip.shape[1] < context:
+            raise ValueError(f"{prompting.extend or prompting.extend_backward} has {clip.shape[1]} frames; this model "
+                             f"continues from {context} (half its {window}-frame window): give a longer clip")
+        total = prompting.frames or clip.shape[1] + window - context
+        if total <= clip.shape[1]:
+            raise ValueError(f"--frames {total} leaves nothing to make after the clip's {clip.shape[1]} frames; ask "
+                             f"for more")
+        new = total - clip.shape[1]
+        # only the `context` frames next to the new ones are given, as in training
+        anchor = clip[:, -context:] if forward else clip[:, :context]
+        given = torch.zeros(count, 3, new + context, height, width)
+        mask = torch.zeros(count, new + context, dtype=torch.bool)
+        frames = slice(0, context) if forward else slice(new, new + context)
+        given[:, :, frames], mask[:, frames] = anchor, True
+        made = sample(new + context, given, mask, backward=not forward)
+        clips = clip.expand(count, *clip.shape)
+        videos = torch.cat([clips, made[:, :, context:]] if forward else [made[:, :, :new], clips], dim=2)
+    elif prompting.edit:
+        clip = read_sized(prompting.edit, "video", height, width)
+        if clip.shape[1] > window:
+            raise ValueError(f"{prompting.edit} has {clip.shape[1]} frames; --edit redraws clips of up to the "
+                             f"model's {window} frames: cut it shorter")
+        videos = sample_latents(denoiser, ids, (channels, clip.shape[1], height, width), sampler, steps, cfg, seed,
+                                min_sigma, start=clip.expand(count, *clip.shape), strength=prompting.strength)
+    else:
+        total = prompting.frames or window - prompting.loop
+        if total + prompting.loop > window and (prompting.last_frame or prompting.loop):
+            raise ValueError(f"--last-frame and --loop make clips of up to {window - prompting.loop} frames (the "
+                             f"model's window holds both ends); ask for --frames {window - prompting.loop} or fewer")
+        given, mask = torch.zeros(count, 3, total + prompting.loop, height, width), None
+        if prompting.first_frame or prompting.last_frame or prompting.loop:
+            mask = torch.zeros(count, total + prompting.loop, dtype=torch.bool)
+            if prompting.first_frame:
+                given[:, :, 0], mask[:, 0] = read_sized(prompting.first_frame, "image", height, width)[:, 0], True
+            elif prompting.loop:  # a loop without a first frame starts from one drawn for the caption
+                given[:, :, 0], mask[:, 0] = sample(min(total, window))[:, :, 0], True
+            if prompting.last_frame:
+                given[:, :, -1], mask[:, -1] = read_sized(prompting.last_frame, "image", height, width)[:, 0], True
+            if prompting.loop:  # one frame past the end is the first again: the last frame leads into it
+                given[:, :, -1], mask[:, -1] = given[:, :, 0], True
+        videos = sample(total + prompting.loop, given if mask is not None else None, mask, offset=1)
+        videos = videos[:, :, :total]
+    videos = decode(vae, videos)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, video in enumerate(videos):
+        if video.shape[1] == 1:
+            write_image(folder / f"{index:02d}.png", video)
+        else:
+            write_video(folder / f"{index:02d}.mp4", video)
+            write_gif(folder / f"{index:02d}.gif", video, scale=4)
+    write_samples(videos, folder, columns=num)
+    (folder / "captions.txt").write_text("\n".join(captions) + "\n")
+    kind = "images" if videos.shape[2] == 1 else "videos"
+    print(f"wrote {len(videos)} {kind} of {videos.shape[2]} frames of {height}x{width} to {folder} "
+          f"({'NN.png' if kind == 'images' else 'NN.mp4, NN.gif'}; samples.gif tiles them, a row per prompt)")
+    if videos.shape[2] == 1 or height != width:
+        print("not scored: the scorer reads square clips of several frames")
+        return {}
+    try:
+        scores = score_videos(videos, captions, config.dataset)
+    except ValueError as reason:
+        print(f"not scored: {reason}")
+        return {}
+    print(f"scored against the {config.dataset} world: {describe_scores(scores, config.dataset)}")
+    return scores

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
+from .config import check_ranges
 from .models.dit import DiT, DiTConfig
 from .models.patches import check_patchable
 from .train.precision import PRECISIONS
@@ -81,6 +82,15 @@ GIB = 2**30
 BYTES = {name: (dtype or torch.float32).itemsize for name, dtype in PRECISIONS.items()}  # per value, by precision
 
 
+# the range of every numeric field of MemoryConfig
+MEMORY_CONFIG_RANGES = {
+    "frames": "[1, inf)", "height": "[1, inf)", "width": "[1, inf)", "spatial_downsample": "[1, inf)",
+    "temporal_downsample": "[1, inf)", "latent_channels": "[1, inf)", "patch_size": "[1, inf)",
+    "temporal_patch": "[1, inf)", "hidden": "[1, inf)", "depth": "[1, inf)", "heads": "[1, inf)",
+    "mlp_ratio": "(0, inf)", "batch_size": "[1, inf)", "gpu_gib": "(0, inf)", "reserved_gib": "[0, inf)",
+}
+
+
 @dataclass
 class MemoryConfig:
     frames: int = 17  # video frames (1 + temporal_downsample * k for the causal VAE)
@@ -101,6 +111,9 @@ class MemoryConfig:
     checkpoint_activations: bool = True  # keep only each block's input; recompute the rest in the backward pass
     gpu_gib: float = 24.0  # the GPU's memory (an RTX 4090: 24 GiB)
     reserved_gib: float = 1.0  # CUDA context and library workspaces, outside PyTorch's allocator
+
+    def __post_init__(self):
+        check_ranges(self, MEMORY_CONFIG_RANGES)
 
 
 DIT_L = dict(hidden=1024, depth=24, heads=16)  # DiT-L (Peebles & Xie 2023, Table 1): 457 M parameters here

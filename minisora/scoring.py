@@ -40,6 +40,8 @@ MAXIMUM_COVER = 0.5  # a 'foreground' over more of the frame than this is noise,
 MOTION_TOLERANCE = 0.05  # root-mean-square distance (fraction of the side) between the track and the fitted motion
 PALETTE = {**COLOURS, "white": DIGIT_COLOUR}
 SCORED_DATASETS = ("shapes", "digits", "ball")
+WORLD_ATTRIBUTES = {"shapes": ("colour", "shape", "direction"), "digits": ("direction",),
+                    "ball": ("colour", "direction")}  # what each world's captions can ask for
 SCORES = ("adherence", "colour", "shape", "direction", "motion", "permanence")  # each a fraction of the videos
 
 

@@ -32,3 +32,6 @@ def test_notebook_executes_in_fast_mode(path, monkeypatch):
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
+    printed = "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+    # tqdm's notebook bars need ipywidgets (in the lessons and test extras); without it every bar warns
+    assert "IProgress not found" not in printed, f"{path.name}: tqdm found no ipywidgets"

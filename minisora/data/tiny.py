@@ -3,7 +3,15 @@ one .mp4 per clip and a captions.jsonl index that also keeps each clip's ground 
 from dataclasses import dataclass
 
 from tiny_datasets.videos import video_dataset
+from ..config import check_ranges
 from .folder import write_video_dataset
+
+
+# the range of every numeric field of TinyDataConfig
+TINY_DATA_CONFIG_RANGES = {
+    "num_items": "[1, inf)", "image_size": "[16, inf)", "num_frames": "[1, inf)", "num_digits": "[1, 2]",
+    "fps": "(0, inf)", "quality": "[0, 51]", "seed": "[0, inf)",
+}
 
 
 @dataclass
@@ -17,6 +25,9 @@ class TinyDataConfig:
     quality: int = 12  # x264's constant rate factor: 0 lossless (in yuv420p), 23 x264's default
     seed: int = 0  # the same seed writes the same clips
     out_dir: str = "data/tiny_shapes"  # the folder to write
+
+    def __post_init__(self):
+        check_ranges(self, TINY_DATA_CONFIG_RANGES)
 
 
 def write_tiny_dataset(config: TinyDataConfig):

@@ -169,6 +169,28 @@ def write_frame_grid(path: PathLike, videos: torch.Tensor, scale: int = 2) -> Pa
     return path
 
 
+def write_image(path: PathLike, image: torch.Tensor, scale: int = 1) -> Path:
+    """Write a one-frame video (3, 1, H, W) (an image, minisora's way) as a PNG, enlarged `scale` times."""
+    if image.dim() != 4 or image.shape[1] != 1:
+        raise ValueError(f"write_image takes an image (3, 1, H, W), got shape {tuple(image.shape)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(enlarge(to_frames(image), scale)[0]).save(path)
+    return path
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """An image file (PNG, JPEG, ... anything Pillow opens) as a one-frame video (3, 1, H, W) in [-1, 1]."""
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no image at {path}") from None
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable image ({error})") from None
+    return from_frames(pixels[None])
+
+
 def show_video(videos: torch.Tensor, fps: float = 8, scale: int = 4, captions: Optional[List[str]] = None):
     """Show a video (3, T, H, W) or a batch (N, 3, T, H, W) inline in a notebook as looping GIFs side by side,
     each under its caption if given. Returns an IPython HTML object (the GIFs are embedded, so they stay in the

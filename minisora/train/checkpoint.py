@@ -1,4 +1,5 @@
-"""Checkpoints that a crash cannot corrupt, and that refuse to resume a run with a different configuration.
+"""Checkpoints that a crash cannot corrupt, and that refuse to resume a run with a different configuration; and run
+folders that a new run does not silently take over.
 
 A checkpoint is written to NAME.partial, flushed to disk, and only then renamed over NAME: the rename is atomic, so
 NAME always holds either the previous complete checkpoint or the new complete one, whenever the process dies.
@@ -42,3 +43,22 @@ def load_checkpoint(path: Union[str, Path], config: dict, may_differ: Iterable[s
         raise ValueError(f"{path} was saved by a run with another configuration ({'; '.join(differences)}); resume "
                          f"with the same settings, or choose another out_dir for the new run")
     return state
+
+
+FINISHED_MARK = "metrics.json"  # every trainer writes it last: a folder that holds it holds a finished run
+
+
+def check_run_folder(out_dir: Union[str, Path], overwrite: bool = False, resume: bool = False) -> None:
+    """Refuse, before any work, to train into a folder that holds a finished run, or an unfinished one that is not
+    being resumed: a model that took minutes to train is never replaced by a run that was not asked to."""
+    out = Path(out_dir)
+    if overwrite or not out.is_dir():
+        return
+    if (out / FINISHED_MARK).is_file():
+        kept = ", ".join(sorted(path.name for path in out.iterdir() if path.is_file())[:6])
+        raise ValueError(f"{out} holds a finished run ({kept}); pass --overwrite=true to replace it, or "
+                         f"--out_dir=ANOTHER_FOLDER for the new run")
+    checkpoints = sorted(path.name for path in out.glob("*checkpoint.pt"))
+    if checkpoints and not resume:
+        raise ValueError(f"{out} holds an unfinished run ({', '.join(checkpoints)}); pass --resume=true to continue "
+                         f"it, --overwrite=true to start over, or --out_dir=ANOTHER_FOLDER")

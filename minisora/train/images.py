@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from tiny_datasets.shapes import CLASS_NAMES, NUM_CLASSES, ShapesDataset
+from ..config import check_ranges
 from ..diffusion import get_sampler
 from ..diffusion.guidance import GuidedDenoiser, drop_condition
 from ..diffusion.schedules import karras_sigmas
@@ -18,8 +19,18 @@ from ..metrics import frechet_distance
 from ..models.classifier import class_accuracy, train_classifier
 from ..models.dit import DiT, DiTConfig
 from ..models.uvit import UViT, UViTConfig
+from .checkpoint import check_run_folder
 from .loop import train_loop
 from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wrap_network
+
+
+# the range of every numeric field of ImagesConfig
+IMAGES_CONFIG_RANGES = {
+    "image_size": "[8, inf)", "num_images": "[1, inf)", "hidden": "[1, inf)", "depth": "[1, inf)",
+    "heads": "[1, inf)", "patch_size": "[1, inf)", "steps": "[1, inf)", "batch_size": "[1, inf)",
+    "learning_rate": "(0, inf)", "ema_decay": "[0, 1)", "class_dropout": "[0, 1]", "sampling_steps": "[1, inf)",
+    "guidance": "[0, inf)", "samples_per_class": "[1, inf)", "seed": "[0, inf)",
+}
 
 
 @dataclass
@@ -46,6 +57,10 @@ class ImagesConfig:
     samples_per_class: int = 8  # generated per class for the grid and the scores
     seed: int = 0  # seeds data, initialisation, training and sampling
     out_dir: str = "runs/images"  # where the grid and metrics go
+    overwrite: bool = False  # replace a finished run in out_dir (otherwise an error)
+
+    def __post_init__(self):
+        check_ranges(self, IMAGES_CONFIG_RANGES)
 
 
 def build_denoiser(config: ImagesConfig) -> torch.nn.Module:
@@ -114,6 +129,7 @@ def run_images(config: ImagesConfig) -> dict:
     """Render the data, train, sample, judge, and write grid.png, loss.png and metrics.json."""
     from ..plotting import draw_loss_curve, save_image_grid
 
+    check_run_folder(config.out_dir, config.overwrite)
     images, labels, _ = ShapesDataset(config.num_images, config.image_size, seed=config.seed).tensors()
     start = time.time()
     ema, losses = train_images(config, images, labels)

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import torch
 from tiny_datasets.toy2d import sample_toy
+from ..config import check_ranges
 from ..diffusion import get_sampler
 from ..diffusion.ddpm import ddpm_loss
 from ..diffusion.denoisers import VPDenoiser
@@ -17,7 +18,16 @@ from ..diffusion.edm import EDMDenoiser, edm_loss
 from ..diffusion.schedules import alphas_cumprod, karras_sigmas, linear_betas
 from ..metrics import sliced_wasserstein
 from ..models.mlp import ToyMLP, ToyMLPConfig
+from .checkpoint import check_run_folder
 from .loop import train_loop
+
+
+# the range of every numeric field of Toy2DConfig
+TOY2D_CONFIG_RANGES = {
+    "steps": "[1, inf)", "batch_size": "[1, inf)", "learning_rate": "(0, inf)", "hidden": "[1, inf)",
+    "depth": "[1, inf)", "sigma_data": "(0, inf)", "ema_decay": "[0, 1)", "sampling_steps": "[1, inf)",
+    "num_samples": "[1, inf)", "seed": "[0, inf)",
+}
 
 
 @dataclass
@@ -37,6 +47,10 @@ class Toy2DConfig:
     num_samples: int = 2000  # points drawn for the report
     seed: int = 0  # seeds data, initialisation and sampling
     out_dir: str = "runs/toy2d"  # where the report goes
+    overwrite: bool = False  # replace a finished run in out_dir (otherwise an error)
+
+    def __post_init__(self):
+        check_ranges(self, TOY2D_CONFIG_RANGES)
 
 
 def build_denoiser(config: Toy2DConfig) -> torch.nn.Module:
@@ -114,6 +128,7 @@ def write_toy2d_report(config: Toy2DConfig, losses: list, scores: dict, seconds:
 
 def run_toy2d(config: Toy2DConfig) -> dict:
     """Train, evaluate and report: the whole demo."""
+    check_run_folder(config.out_dir, config.overwrite)
     start = time.time()
     _, ema, losses = train_toy2d(config)
     seconds = time.time() - start

@@ -13,12 +13,23 @@ from typing import Callable, Optional
 import torch
 
 from tiny_datasets.videos import video_dataset
+from ..config import check_ranges
 from ..data.video_io import psnr, tile_videos, write_frame_grid, write_gif, write_video
 from ..models.vae import VideoVAE, VideoVAEConfig, compression_ratio, measure_latent_scale, vae_loss
-from .checkpoint import save_checkpoint
+from .checkpoint import check_run_folder, save_checkpoint
 from .loop import Checkpointing, train_loop
 
 TRAINING_CLIPS = 10**7  # clips are rendered on the fly by index, so the training set is practically endless
+
+
+# the range of every numeric field of VAEConfig
+VAE_CONFIG_RANGES = {
+    "image_size": "[16, inf)", "num_frames": "[1, inf)", "channels": "[1, inf)", "latent_channels": "[1, inf)",
+    "spatial_downsample": "[1, inf)", "patch_size": "[1, inf)", "temporal_downsample": "[1, inf)",
+    "blocks_per_level": "[1, inf)", "kl_weight": "[0, inf)", "steps": "[1, inf)", "batch_size": "[1, inf)",
+    "learning_rate": "(0, inf)", "ema_decay": "[0, 1)", "held_out": "[1, inf)", "checkpoint_every": "[0, inf)",
+    "seed": "[0, inf)",
+}
 
 
 @dataclass
@@ -44,6 +55,10 @@ class VAEConfig:
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
     seed: int = 0  # seeds data, initialisation and training
     out_dir: str = "runs/vae"  # checkpoint.pt, vae.pt, reconstructions, loss.png, metrics.json
+    overwrite: bool = False  # replace a finished (or start over an unfinished) run in out_dir
+
+    def __post_init__(self):
+        check_ranges(self, VAE_CONFIG_RANGES)
 
 
 def model_config(config: VAEConfig) -> VideoVAEConfig:
@@ -109,7 +124,7 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
             write_reconstructions(ema, held_out, out)
 
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
-                                  may_differ=("resume", "checkpoint_every", "out_dir"), on_save=on_save or write_videos)
+                                  may_differ=("resume", "checkpoint_every", "out_dir", "overwrite"), on_save=on_save or write_videos)
     ema, losses = train_loop(vae, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                              f"train the video VAE on {config.dataset}", progress, checkpointing)
     ema.latent_scale.fill_(measure_latent_scale(ema, held_out))
@@ -133,6 +148,7 @@ def run_vae(config: VAEConfig) -> dict:
     """Train, measure held-out PSNR and the latent scale, write vae.pt, reconstructions, loss.png, metrics.json."""
     from ..plotting import draw_loss_curve
 
+    check_run_folder(config.out_dir, config.overwrite, config.resume)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     held_out = held_out_clips(config)

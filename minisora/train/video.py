@@ -24,6 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from tiny_datasets.videos import video_dataset
+from ..config import check_device, check_ranges
 from ..evaluation import GIVEN_FRAME_TASKS, describe_task_scores, held_out_truth, score_tasks
 from ..generate import sample_latents
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
@@ -31,12 +32,12 @@ from ..diffusion.conditioning import draw_given_masks, frames_axis, parse_task_m
 from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.flow import Path as FlowPath
 from ..diffusion.guidance import drop_condition
-from ..models.text import PAD, CaptionTokenizer, split_words
+from ..models.text import PAD, CaptionTokenizer
 from ..models.vae import VideoVAE
 from ..models.video_dit import FRAME_MARKINGS, VideoDiT, VideoDiTConfig
 from ..randomness import randn
-from ..scoring import score_videos
-from .checkpoint import save_checkpoint
+from ..scoring import WORLD_ATTRIBUTES, score_videos
+from .checkpoint import check_run_folder, save_checkpoint
 from .loop import Checkpointing, Logging, train_loop
 from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wrap_network
 from .vae import VAEConfig, load_vae, run_vae
@@ -109,8 +110,11 @@ class VideoConfig:
     device: str = "cpu"  # "cpu" or "cuda"
     seed: int = 0  # seeds data, initialisation, training and sampling
     out_dir: str = "runs/tiny"  # model.pt, samples.gif/.mp4/.png, loss.png, metrics.jsonl, metrics.json
+    overwrite: bool = False  # replace a finished (or start over an unfinished) run in out_dir
 
     def __post_init__(self):
+        check_ranges(self, VIDEO_CONFIG_RANGES)
+        check_device(self.device, present=False)
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         check_objective(self.objective)
@@ -127,6 +131,19 @@ class VideoConfig:
                              f"most 1) or lower expert_sigma")
 
 
+# the range of every numeric field of VideoConfig
+VIDEO_CONFIG_RANGES = {
+    "image_size": "[16, inf)", "num_frames": "[1, inf)", "num_clips": "[1, inf)", "held_out": "[1, inf)",
+    "vae_steps": "[1, inf)", "patch_size": "[1, inf)", "temporal_patch": "[1, inf)", "hidden": "[1, inf)",
+    "depth": "[1, inf)", "heads": "[1, inf)", "given_noise": "[0, inf)", "text_hidden": "[1, inf)",
+    "text_depth": "[1, inf)", "caption_length": "[2, inf)", "time_shift": "(0, inf)", "unshifted_share": "[0, 1]",
+    "data_min_sigma": "(0, inf)", "steps": "[1, inf)", "batch_size": "[1, inf)", "accumulation": "[1, inf)",
+    "learning_rate": "(0, inf)", "warmup_steps": "[0, inf)", "clip_norm": "[0, inf)", "ema_decay": "[0, 1)",
+    "expert_steps": "[0, inf)", "expert_max_time": "(0, 1]", "expert_sigma": "(0, inf)",
+    "expert_learning_rate": "(0, inf)", "expert_ema_decay": "[0, 1)", "caption_dropout": "[0, 1]",
+    "sampling_steps": "[1, inf)", "guidance": "[0, inf)", "guidance_min_sigma": "[0, inf)",
+    "checkpoint_every": "[0, inf)", "seed": "[0, inf)",
+}
 GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, temporal_patch=1, num_clips=20000,
                   held_out=128, hidden=384, depth=12, heads=6, steps=20000, batch_size=64, learning_rate=3e-4,
                   precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda", expert_steps=2000,
@@ -233,7 +250,7 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
 
 
 # fields a resumed run may change: they do not touch the weights trained so far
-MAY_DIFFER_ON_RESUME = ("resume", "checkpoint_every", "out_dir", "sampler", "sampling_steps", "guidance",
+MAY_DIFFER_ON_RESUME = ("resume", "overwrite", "checkpoint_every", "out_dir", "sampler", "sampling_steps", "guidance",
                         "guidance_min_sigma", "expert_sigma")
 
 
@@ -369,17 +386,22 @@ def score_samples(denoiser, tokenizer, vae, captions, config: VideoConfig, data_
     return score_videos(videos, captions, config.dataset), videos
 
 
-def describe_scores(scores: dict) -> str:
-    """One line: adherence (with each attribute), motion consistency, permanence."""
+def describe_scores(scores: dict, dataset: Optional[str] = None) -> str:
+    """One line: adherence (with each attribute), motion consistency, permanence; with the `dataset`, also the
+    attributes its world shows that no caption named, so went unscored."""
     attributes = ", ".join(f"{name} {scores[name]:.0%}" for name in ("colour", "shape", "direction") if name in scores)
-    return (f"adherence {scores['adherence']:.0%} ({attributes}), motion {scores['motion']:.0%}, permanence "
-            f"{scores['permanence']:.0%}")
+    unscored = [name for name in WORLD_ATTRIBUTES.get(dataset, ()) if name not in scores]
+    missing = f"; {' and '.join(unscored)} not scored (no prompt names one the world knows)" if unscored else ""
+    return (f"adherence {scores['adherence']:.0%} ({attributes}{missing}), motion {scores['motion']:.0%}, "
+            f"permanence {scores['permanence']:.0%}")
 
 
 def run_video(config: VideoConfig, progress: bool = True) -> dict:
     """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics."""
     from ..plotting import draw_loss_curve
 
+    check_device(config.device)
+    check_run_folder(config.out_dir, config.overwrite, config.resume)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -432,34 +454,3 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt, loss.png, metrics.jsonl "
           f"and metrics.json")
     return metrics
-
-
-def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", steps: int = 30, cfg: float = 4.0,
-               num: int = 4, seed: int = 0, out: str = "samples", cfg_min_sigma: Optional[float] = None) -> dict:
-    """`python -m minisora sample`: `num` videos per prompt from a model.pt, written as OUT/NN.mp4 and .gif and one
-    tiled OUT/samples.gif, and scored against the model's world where the prompt names what the world can show.
-    Guidance applies above `cfg_min_sigma` (None: the model's own `guidance_min_sigma`)."""
-    config, tokenizer, data_shape, denoiser, vae = load_model(checkpoint)
-    unknown = sorted({word for prompt in prompts for word in split_words(prompt) if word not in tokenizer.ids})
-    if unknown:
-        print(f"warning: the model never saw the words {unknown}; they are read as <unknown>. Its words: "
-              f"{' '.join(tokenizer.words[3:])}")
-    captions = [prompt for prompt in prompts for _ in range(num)]
-    ids = tokenizer.encode(captions, config.caption_length)
-    min_sigma = config.guidance_min_sigma if cfg_min_sigma is None else cfg_min_sigma
-    videos = decode(vae, sample_latents(denoiser, ids, data_shape, sampler, steps, cfg, seed, min_sigma))
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, video in enumerate(videos):
-        write_video(folder / f"{index:02d}.mp4", video.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
-        write_gif(folder / f"{index:02d}.gif", video, scale=4)
-    write_samples(videos, folder, columns=num)
-    (folder / "captions.txt").write_text("\n".join(captions) + "\n")
-    print(f"wrote {len(videos)} videos to {folder} (NN.mp4, NN.gif; samples.gif tiles them, a row per prompt)")
-    try:
-        scores = score_videos(videos, captions, config.dataset)
-    except ValueError as reason:
-        print(f"not scored: {reason}")
-        return {}
-    print(f"scored against the {config.dataset} world: {describe_scores(scores)}")
-    return scores
