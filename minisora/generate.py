@@ -174,7 +174,7 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
     --extend or --edit) and NN.gif (enlarged), or NN.png for one frame, with one tiled OUT/samples.gif, and scored
     against the model's world where the prompt names what the world can show. Guidance applies above
     `cfg_min_sigma` (None: the model's own `guidance_min_sigma`)."""
-    from .scoring import score_videos
+    from .scoring import score_images, score_videos
     from .train.video import decode, describe_scores, load_model, write_samples
 
     prompting = prompting or Prompting()
@@ -269,13 +269,15 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
     kind = "images" if videos.shape[2] == 1 else "videos"
     print(f"wrote {len(videos)} {kind} of {videos.shape[2]} frames of {height}x{width} to {folder} "
           f"({'NN.png' if kind == 'images' else 'NN.mp4, NN.gif'}; samples.gif tiles them, a row per prompt)")
-    if videos.shape[2] == 1 or height != width:
-        print("not scored: the scorer reads square clips of several frames")
-        return {}
     try:
-        scores = score_videos(videos, captions, config.dataset)
+        if videos.shape[2] == 1:
+            scores = score_images(videos, captions, config.dataset)
+            described = ", ".join(f"{name} {value:.0%}" for name, value in scores.items())
+        else:
+            scores = score_videos(videos, captions, config.dataset)
+            described = describe_scores(scores, config.dataset)
     except ValueError as reason:
         print(f"not scored: {reason}")
         return {}
-    print(f"scored against the {config.dataset} world: {describe_scores(scores, config.dataset)}")
+    print(f"scored against the {config.dataset} world: {described}")
     return scores

@@ -37,7 +37,7 @@ FOREGROUND_DISTANCE = 60  # an RGB distance (0-255 scale) from the background ab
 CORE_DISTANCE = 120  # pixels this far from the background are the object's core, used to read its colour
 MINIMUM_BLOB = 3  # pixels: smaller specks are noise, not objects
 MAXIMUM_COVER = 0.5  # a 'foreground' over more of the frame than this is noise, not an object (the largest covers 1/4)
-MOTION_TOLERANCE = 0.05  # root-mean-square distance (fraction of the side) between the track and the fitted motion
+MOTION_TOLERANCE = 0.05  # root-mean-square distance (of the shorter side) between the track and the fitted motion
 PALETTE = {**COLOURS, "white": DIGIT_COLOUR}
 SCORED_DATASETS = ("shapes", "digits", "ball")
 WORLD_ATTRIBUTES = {"shapes": ("colour", "shape", "direction"), "digits": ("direction",),
@@ -55,7 +55,7 @@ class FrameReading:
     colour: Optional[str]  # the palette name nearest to the core's mean colour
 
 
-def caption_attributes(caption: str, dataset: str) -> Dict[str, str]:
+def caption_attributes(caption: str, dataset: str, motion: bool = True) -> Dict[str, str]:
     """What a caption asks for that the `dataset` world can show: {"colour", "shape", "direction"}, those it names
     ("a small red circle moving up-left slowly" names all three; "a 3 moving left quickly" only the direction)."""
     if dataset not in SCORED_DATASETS:
@@ -74,7 +74,7 @@ def caption_attributes(caption: str, dataset: str) -> Dict[str, str]:
     if dataset == "digits" and len(re.findall(r"\b\d\b", caption)) > 1:
         raise ValueError(f"caption {caption!r} names several digits; scoring follows one object per clip "
                          f"(num_digits=1)")
-    if "direction" not in wanted:
+    if motion and "direction" not in wanted:
         raise ValueError(f"caption {caption!r} names no direction of motion the {dataset} world knows, so there is "
                          f"nothing to score it against; write e.g. 'a red circle moving left'")
     return wanted
@@ -150,16 +150,18 @@ def fold(unfolded: np.ndarray, low: float, high: float) -> np.ndarray:
     return low + np.where(phase <= span, phase, 2 * span - phase)
 
 
-def straight_motion_fit(track: np.ndarray, half_extent: float) -> Tuple[float, Tuple[float, float]]:
+def straight_motion_fit(track: np.ndarray, half_extent: float, box: Tuple[float, float] = (1.0, 1.0)
+                        ) -> Tuple[float, Tuple[float, float]]:
     """The straight motion with bounces off the walls, started at the track's first point, nearest to a track
-    (T, 2): (its RMS distance to the track, its velocity (vx, vy)). Velocities are searched on a grid of 0.0025 of
-    the side per frame up to 0.1."""
+    (T, 2) in a frame of `box` = (width, height) in units of its shorter side (the world's units; the track and the
+    half extent in them too): (its RMS distance to the track, its velocity (vx, vy)). Velocities are searched on a
+    grid of 0.0025 of the shorter side per frame up to 0.1."""
     half_extent = min(half_extent, 0.45)  # an object filling the frame has no room to move: fit it as if it had
-    low, high = half_extent, 1 - half_extent
     velocities = np.arange(-0.1, 0.1 + 1e-9, 0.0025)  # (V,)
     frames = np.arange(len(track))[:, None]  # (T, 1)
     error, velocity = 0.0, []
     for axis in range(2):  # the axes bounce independently, so each is fitted alone
+        low, high = half_extent, box[axis] - half_extent
         start = np.clip(track[0, axis], low, high)
         fitted = fold(start + velocities[None] * frames, low, high)  # (T, V)
         errors = ((fitted - track[:, axis:axis + 1]) ** 2).mean(axis=0)  # (V,)
@@ -170,16 +172,16 @@ def straight_motion_fit(track: np.ndarray, half_extent: float) -> Tuple[float, T
     return math.sqrt(error), tuple(velocity)
 
 
-def ball_motion_fit(track: np.ndarray) -> Tuple[float, float]:
+def ball_motion_fit(track: np.ndarray, box: Tuple[float, float] = (1.0, 1.0)) -> Tuple[float, float]:
     """The throw under the world's gravity and restitution (`ball_under_gravity`) from the track's first point that
-    comes nearest to a track (T, 2): (its RMS distance to the track, its sideways start speed). Sideways and
-    vertical start speeds are searched on a grid."""
+    comes nearest to a track (T, 2) in a frame of `box` (as `straight_motion_fit`): (its RMS distance to the track,
+    its sideways start speed). Sideways and vertical start speeds are searched on a grid."""
     radius = BALL_DIAMETER / 2
-    start = tuple(np.clip(track[0], radius, 1 - radius))
+    start = tuple(np.clip(track[0], radius, np.asarray(box) - radius))
     best, best_horizontal = math.inf, 0.0
     for horizontal in np.arange(-0.05, 0.05 + 1e-9, 0.005):
         for vertical in np.arange(-0.06, 0.06 + 1e-9, 0.01):
-            fitted = np.asarray(ball_under_gravity(start, (horizontal, vertical), radius, len(track)))
+            fitted = np.asarray(ball_under_gravity(start, (horizontal, vertical), radius, len(track), box=box))
             error = float(((fitted - track) ** 2).sum(axis=1).mean())
             if error < best:
                 best, best_horizontal = error, float(horizontal)
@@ -208,14 +210,16 @@ def score_video(video: torch.Tensor, caption: str, dataset: str) -> Dict[str, fl
     if "shape" in wanted:
         scores["shape"] = float(majority_shape(present) == wanted["shape"])
     if len(present) == len(readings) and len(readings) > 1:
-        track = np.asarray([reading.centre for reading in readings])  # (T, 2)
+        height, width = video.shape[-2:]
+        box = (width / min(height, width), height / min(height, width))  # the frame in units of its shorter side
+        track = np.asarray([reading.centre for reading in readings]) * box  # (T, 2), in those units
         # the direction is the fitted motion's start velocity: bounces later in the clip do not confuse it
         if dataset == "ball":
-            scores["motion_error"], horizontal = ball_motion_fit(track)
+            scores["motion_error"], horizontal = ball_motion_fit(track, box)
             direction = nearest_direction(horizontal, 0.0, ("left", "right"))
         else:
             extent = DIGIT_HEIGHT if dataset == "digits" else float(np.median([r.extent for r in readings]))
-            scores["motion_error"], velocity = straight_motion_fit(track, extent / 2)
+            scores["motion_error"], velocity = straight_motion_fit(track, extent / 2, box)
             direction = nearest_direction(*velocity, tuple(DIRECTIONS))
         scores["direction"] = float(direction == wanted["direction"])
         # a track is only a track if it follows one object: noise or several blobs have no motion to judge
@@ -284,3 +288,25 @@ def score_given_frames(videos: torch.Tensor, captions: Sequence[str], dataset: s
             "moving": float(np.mean([row["moving"] for row in rows])),
             "track_error_px": float(np.median(errors)),
             "track_within_2px": float(np.mean([error <= 2 for error in errors]))}
+
+
+def score_images(images: torch.Tensor, captions: Sequence[str], dataset: str) -> Dict[str, float]:
+    """Text-to-image: one-frame videos (N, 3, 1, H, W) against their captions ("a small red circle"): the share
+    with one object (`permanence`), each attribute the caption names right (`colour`, `shape`), and all of them
+    right (`adherence`)."""
+    if images.dim() != 5 or images.shape[2] != 1 or len(images) != len(captions):
+        raise ValueError(f"score_images takes images (N, 3, 1, H, W) and N captions; got {tuple(images.shape)} and "
+                         f"{len(captions)} captions")
+    rows = []
+    for image, caption in zip(images, captions):
+        wanted = caption_attributes(caption, dataset, motion=False)
+        reading = read_video(image)[0]
+        row = {"permanence": float(reading.blobs == 1)}
+        if "colour" in wanted:
+            row["colour"] = float(reading.colour == wanted["colour"])
+        if "shape" in wanted:
+            row["shape"] = float(reading.centre is not None and shape_from_fill(reading.fill) == wanted["shape"])
+        row["adherence"] = float(reading.centre is not None and all(row[name] == 1 for name in wanted))
+        rows.append(row)
+    return {name: float(np.mean([row[name] for row in rows if name in row]))
+            for name in ("adherence", "colour", "shape", "permanence") if any(name in row for row in rows)}

@@ -12,14 +12,19 @@ from tiny_datasets.videos import video_dataset
 
 TOY = dict(num_frames=8, hidden=32, depth=1, heads=2, text_hidden=16, text_depth=1, num_clips=64, held_out=8,
            batch_size=4, sampling_steps=2, checkpoint_every=4, steps=4, expert_steps=0,
-           frame_marking="mask_channel", task_mix="text:1,first:1,head:1,tail:1,first_last:1")
+           frame_marking="mask_channel", task_mix="text:1,first:1,head:1,tail:1,first_last:1",
+           buckets="8x32x32:4,1x32x32:16,4x32x48:4", unseen_sizes="12x48x32")
 PROMPT = "a large red square moving right slowly"
 
 
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy")
-    run_video(VideoConfig(out_dir=str(out), **TOY), progress=False)
+    metrics = run_video(VideoConfig(out_dir=str(out), **TOY), progress=False)
+    # every task and size is scored (a toy this small scores near 0: the plumbing is what is checked here)
+    assert set(metrics["sizes"]) == {"1x32x32 (trained)", "4x32x48 (trained)", "12x48x32 (never trained on)"}
+    assert set(metrics["tasks"]["trained"]) == {"image_to_video", "extend_forward", "extend_backward", "interpolate"}
+    assert metrics["tasks"]["real clips"]["extend_forward"]["track_error_px"] < 1
     clip = video_dataset("shapes", num_items=1, image_size=32, num_frames=8, seed=3)[0]["video"]
     write_video(out / "clip.mp4", clip)
     write_image(out / "first.png", clip[:, :1])

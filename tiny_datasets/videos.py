@@ -206,6 +206,7 @@ class ProceduralVideos(torch.utils.data.Dataset):
         raise NotImplementedError(f"{type(self).__name__} must say how its objects move")
 
     def caption(self, tracks: Sequence[Track]) -> str:
+        """What the clip shows in words; a one-frame clip (an image) shows no motion, so its caption names none."""
         raise NotImplementedError(f"{type(self).__name__} must say how its clips are captioned")
 
     def draw(self, draw: ImageDraw.ImageDraw, track: Track, frame: int, canvas_width: int,
@@ -224,7 +225,8 @@ class MovingShapes(ProceduralVideos):
     def caption(self, tracks):
         track = tracks[0]
         size = next(name for name, extent in SIZES.items() if extent == track.extent)
-        return f"a {size} {track.colour} {track.name} moving {track.direction} {track.speed}"
+        still = f"a {size} {track.colour} {track.name}"
+        return still if len(track.positions) == 1 else f"{still} moving {track.direction} {track.speed}"
 
     def draw(self, draw, track, frame, canvas_width, canvas_height):
         size = next(name for name, extent in SIZES.items() if extent == track.extent)
@@ -253,6 +255,8 @@ class MovingDigits(ProceduralVideos):
         return tuple(tracks)
 
     def caption(self, tracks):
+        if len(tracks[0].positions) == 1:
+            return " and ".join(f"a {track.name}" for track in tracks)
         return " and ".join(f"a {track.name} moving {track.direction} {track.speed}" for track in tracks)
 
     def draw(self, draw, track, frame, canvas_width, canvas_height):
@@ -273,6 +277,8 @@ class BouncingBall(ProceduralVideos):
         return (Track("ball", "ball", colour, BALL_DIAMETER, direction, "", positions),)
 
     def caption(self, tracks):
+        if len(tracks[0].positions) == 1:
+            return f"a {tracks[0].colour} ball"
         return f"a {tracks[0].colour} ball bouncing to the {tracks[0].direction}"
 
     def draw(self, draw, track, frame, canvas_width, canvas_height):

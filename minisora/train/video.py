@@ -25,9 +25,10 @@ import torch
 
 from tiny_datasets.videos import video_dataset
 from ..config import check_device, check_ranges
-from ..evaluation import GIVEN_FRAME_TASKS, describe_task_scores, held_out_truth, score_tasks
+from ..evaluation import GIVEN_FRAME_TASKS, describe_task_scores, held_out_truth, score_tasks, score_text_at
 from ..generate import sample_latents
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
+from ..data.buckets import Bucket, parse_buckets, pick_bucket, shift_for
 from ..diffusion.conditioning import draw_given_masks, frames_axis, parse_task_mix
 from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.flow import Path as FlowPath
@@ -82,6 +83,9 @@ class VideoConfig:
     # adherence 67% -> 81%; with the cap at 0.3 77%, that cap alone 58%; benchmarks/RESULTS.md)
     steps: int = 1550  # optimizer steps of the main run (with the expert's, 10.5 to 13.5 minutes on 2 CPU cores)
     batch_size: int = 32  # clips per step
+    buckets: str = ""  # sizes trained on, "FRAMESxHEIGHTxWIDTH:BATCH[:WEIGHT],..." (data/buckets.py; 1 frame: images);
+    # "" is num_frames x image_size x image_size : batch_size alone. The first is the main size: held out, scored
+    unseen_sizes: str = ""  # sizes never trained on, "FRAMESxHEIGHTxWIDTH,...", where text alone is also scored
     accumulation: int = 1  # batches whose gradients are summed into each step (batch_size x accumulation per step)
     optimizer: str = "muon"  # "muon" (Muon for the transformer blocks' matrices, AdamW for the rest) or "adamw"
     learning_rate: float = 3e-3  # the peak (with AdamW the tiny preset improves from 1e-3 to 4e-3, fails at 8e-3)
@@ -121,6 +125,13 @@ class VideoConfig:
         if self.frame_marking not in FRAME_MARKINGS:
             raise ValueError(f"frame_marking must be one of {FRAME_MARKINGS}, got {self.frame_marking!r}")
         parse_task_mix(self.task_mix)
+        if self.unseen_sizes:
+            parse_buckets(",".join(f"{size}:1" for size in self.unseen_sizes.split(",")))
+        if self.buckets:
+            parse_buckets(self.buckets)
+            if self.space != "pixel":
+                raise ValueError(f"buckets={self.buckets!r} train several sizes in pixel space; a latent model trains "
+                                 f"at one size (its VAE's), so leave buckets empty or set space=pixel")
         if self.expert_steps and self.objective != "flow":
             raise ValueError(f"the clean-end expert trains on flow times; with objective {self.objective!r} set "
                              f"expert_steps=0")
@@ -173,15 +184,25 @@ def held_out_clips(config: VideoConfig) -> Tuple[torch.Tensor, List[str]]:
     return videos, captions
 
 
-def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progress: bool = True
-                   ) -> Tuple[torch.Tensor, List[str]]:
-    """num_clips clips of the world whose captions are not among the held-out ones: (videos, captions)."""
+def training_buckets(config: VideoConfig) -> List[Bucket]:
+    """The sizes the run trains on, the main one first."""
+    if config.buckets:
+        return parse_buckets(config.buckets)
+    return [Bucket(config.num_frames, config.image_size, config.image_size, config.batch_size)]
+
+
+def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progress: bool = True,
+                   bucket: Optional[Bucket] = None) -> Tuple[torch.Tensor, List[str]]:
+    """num_clips clips of the world (at the bucket's size; the main size by default) whose captions are not among
+    the held-out ones: (videos, captions). One-frame clips are images, captioned without motion."""
     from tqdm.auto import tqdm
 
-    world = video_dataset(config.dataset, num_items=10**9, image_size=config.image_size,
-                          num_frames=config.num_frames, seed=config.seed)
+    bucket = bucket or training_buckets(config)[0]
+    world = video_dataset(config.dataset, num_items=10**9, height=bucket.height, width=bucket.width,
+                          num_frames=bucket.frames, seed=config.seed)
     excluded, videos, captions, index = set(held_out_captions), [], [], 0
-    with tqdm(total=config.num_clips, desc=f"render {config.dataset} clips", disable=not progress) as bar:
+    with tqdm(total=config.num_clips, desc=f"render {config.dataset} clips {bucket.describe()}",
+              disable=not progress) as bar:
         while len(videos) < config.num_clips:
             tracks = world.tracks(index)
             caption = world.caption(tracks)
@@ -254,37 +275,44 @@ MAY_DIFFER_ON_RESUME = ("resume", "overwrite", "checkpoint_every", "out_dir", "s
                         "guidance_min_sigma", "expert_sigma")
 
 
-def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, data: torch.Tensor, caption_ids: torch.Tensor,
-               **times):
-    """loss_of_batch(generator) for the loop: a random batch of clips and their captions, a tenth of the captions
-    dropped for the null one, each clip given the frames of a task drawn from `task_mix` (slightly noised, left out
-    of the loss), the objective's loss at times drawn as `times` (objective_loss's time arguments) say."""
+TrainingSet = Tuple[Bucket, torch.Tensor, torch.Tensor]  # a bucket, its data (N, C, T, H, W), caption ids (N, M)
+
+
+def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet], **times):
+    """loss_of_batch(generator) for the loop: a bucket drawn by weight, a random batch of its clips and captions, a
+    tenth of the captions dropped for the null one, each clip given the frames of a task drawn from `task_mix`
+    (slightly noised, left out of the loss), the objective's loss at times drawn as `times` (objective_loss's time
+    arguments) say, a time_shift among them scaled to the bucket's size (`buckets.shift_for`)."""
     device = torch.device(config.device)
     mix = parse_task_mix(config.task_mix)
+    reference = sets[0][0]
 
     def loss_of_batch(generator):
-        index = torch.randint(len(data), (config.batch_size,), generator=generator)
+        bucket, data, caption_ids = sets[pick_bucket([bucket for bucket, _, _ in sets], generator)]
+        index = torch.randint(len(data), (bucket.batch_size,), generator=generator)
         ids = drop_condition(caption_ids[index], config.caption_dropout, PAD, generator)  # the null caption
         clips = data[index].to(device)
         frames = {}
-        if set(mix) != {"text"}:
+        if set(mix) != {"text"} and clips.shape[2] > 1:
             given_mask = draw_given_masks(len(clips), clips.shape[2], mix, generator)  # (B, T)
             # sigma_given = given_noise * exp(0.5 n): a little noise, so that imperfect frames can be given later
             levels = config.given_noise * torch.exp(0.5 * torch.randn(len(clips), generator=generator))
             noisy = clips + levels.view(-1, 1, 1, 1, 1).to(device) * randn(clips.shape, generator, device)
             frames = dict(given=noisy, given_mask=given_mask.to(device),
                           loss_mask=frames_axis(~given_mask).to(device))
+        shift = {"time_shift": shift_for(bucket, reference, times["time_shift"])} if "time_shift" in times else {}
         return objective_loss(denoiser, clips, config.objective, generator, data_min_sigma=config.data_min_sigma,
-                              caption=ids.to(device), **frames, **times)
+                              caption=ids.to(device), **frames, **{**times, **shift})
     return loss_of_batch
 
 
-def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tensor, vocabulary_size: int,
-                progress: bool = True, on_save=None):
-    """Train the video DiT on data (N, C, T, H, W) with caption ids (N, M); returns (ema denoiser, losses)."""
+def train_video(config: VideoConfig, sets: Sequence[TrainingSet], vocabulary_size: int, progress: bool = True,
+                on_save=None):
+    """Train the video DiT on its training sets (a bucket, data (N, C, T, H, W) and caption ids (N, M) each);
+    returns (ema denoiser, losses)."""
     torch.manual_seed(config.seed)
-    denoiser = build_denoiser(config, data.shape[1:], vocabulary_size).to(config.device)
-    loss_of_batch = batch_loss(config, denoiser, data, caption_ids, time_distribution=config.time_distribution,
+    denoiser = build_denoiser(config, sets[0][1].shape[1:], vocabulary_size).to(config.device)
+    loss_of_batch = batch_loss(config, denoiser, sets, time_distribution=config.time_distribution,
                                time_shift=config.time_shift, unshifted_share=config.unshifted_share)
     out = Path(config.out_dir)
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
@@ -295,14 +323,14 @@ def train_video(config: VideoConfig, data: torch.Tensor, caption_ids: torch.Tens
                       logging=Logging(out / "metrics.jsonl"), optimizer=config.optimizer)
 
 
-def train_expert(config: VideoConfig, denoiser: torch.nn.Module, data: torch.Tensor, caption_ids: torch.Tensor,
+def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet],
                  progress: bool = True) -> NoiseLevelExperts:
     """The trained denoiser with a clean-end expert beside it (Balaji et al. 2022): a copy fine-tuned for
     `expert_steps` on times uniform in (0, expert_max_time], sampled with below noise level `expert_sigma`.
     The main run's times, shifted towards noise, leave the clean end few draws (4% below t = 0.3); there the
     triangles' tips and the squares' corners are drawn."""
     expert = copy.deepcopy(denoiser).to(config.device).train().requires_grad_(True)
-    loss_of_batch = batch_loss(config, expert, data, caption_ids, time_distribution="uniform",
+    loss_of_batch = batch_loss(config, expert, sets, time_distribution="uniform",
                                max_time=config.expert_max_time)
     out = Path(config.out_dir)
     checkpointing = Checkpointing(out / "expert_checkpoint.pt", asdict(config), config.checkpoint_every,
@@ -406,17 +434,18 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     held_out_videos, held_out_captions = held_out_clips(config)
-    videos, captions = training_clips(config, held_out_captions, progress)
+    rendered = [(bucket, *training_clips(config, held_out_captions, progress, bucket))
+                for bucket in training_buckets(config)]
     vae = prepare_vae(config)
     vae_seconds = time.time() - start
-    data = encode(vae, videos, progress=progress)
-    tokenizer = CaptionTokenizer.from_captions(captions)
-    caption_ids = tokenizer.encode(captions, config.caption_length)
-    data_shape = tuple(data.shape[1:])
+    tokenizer = CaptionTokenizer.from_captions([caption for _, _, captions in rendered for caption in captions])
+    sets = [(bucket, encode(vae, videos, progress=progress), tokenizer.encode(captions, config.caption_length))
+            for bucket, videos, captions in rendered]
+    data_shape = tuple(sets[0][1].shape[1:])
     prepared = time.time()
-    denoiser, losses = train_video(config, data, caption_ids, len(tokenizer), progress)
+    denoiser, losses = train_video(config, sets, len(tokenizer), progress)
     if config.expert_steps:
-        denoiser = train_expert(config, denoiser, data, caption_ids, progress)
+        denoiser = train_expert(config, denoiser, sets, progress)
     train_seconds = time.time() - prepared
     denoiser = denoiser.cpu()
     save_model(out / "model.pt", config, tokenizer, data_shape, denoiser, vae)
@@ -432,10 +461,20 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     if set(parse_task_mix(config.task_mix)) != {"text"} and config.space == "pixel":  # it was taught given frames
         tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
                  "real clips": score_tasks(None, tokenizer, config, data_shape)}
+    sizes = {}
+    if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
+        other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
+        if config.unseen_sizes:
+            other_sizes += [(bucket, "never trained on") for bucket in
+                            parse_buckets(",".join(f"{size}:1" for size in config.unseen_sizes.split(",")))]
+        sizes = {f"{bucket.describe()} ({kind})": score_text_at(denoiser, tokenizer, config, bucket.frames,
+                                                                bucket.height, bucket.width)
+                 for bucket, kind in other_sizes}
     write_samples(samples, out)
     (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
     draw_loss_curve(losses, out / "loss.png")
-    metrics = {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "data_shape": list(data_shape),
+    metrics = {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "sizes": sizes,
+               "data_shape": list(data_shape),
                "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
                "prepare_seconds": round(vae_seconds, 1),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
@@ -447,6 +486,9 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     for name in ("trained", "untrained", *reference):
         row = metrics[name]
         print(f"  {name:<20} {describe_scores(row)}")
+    for name, row in sizes.items():
+        print(f"  text at {name}: " + (describe_scores(row) if "motion" in row else
+                                       ", ".join(f"{key} {value:.0%}" for key, value in row.items())))
     for name, rows in tasks.items():
         print(f"given frames, {name}:")
         for task in GIVEN_FRAME_TASKS:
