@@ -11,15 +11,22 @@ of what it drew from what the world would have shown (scoring.py reads the frame
   interpolate     the first and the last frame given: the frames between against the truth
 
 and text alone at any size (`score_text_at`): clips against their captions, one-frame clips (images) against
-captions without motion, at sizes trained on or never seen.
+captions without motion, at sizes trained on or never seen; loops (`score_loops`: does the last frame lead into
+the first?), long videos chunk by chunk (`score_long_videos`: track error per chunk against the truth), and SDEdit's
+trade-off between following a new caption and staying near the source clip (`score_sdedit`).
 """
+import math
+from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 
-from .generate import sample_latents
-from .scoring import score_given_frames, score_images, score_videos
-from tiny_datasets.videos import video_dataset
+from .generate import sample_latents, sample_long, sample_loop
+from .plotting import draw_line_plot
+from .scoring import read_video, score_given_frames, score_images, score_video, score_videos
+from tiny_datasets.shapes import COLOURS
+from tiny_datasets.videos import DIRECTIONS, video_dataset
 
 HELD_OUT_SEED_OFFSET = 7919  # held-out clips come from the run's seed + this, a seed its training never uses
 GIVEN_FRAME_TASKS = ("image_to_video", "extend_forward", "extend_backward", "interpolate")
@@ -96,3 +103,112 @@ def score_text_at(denoiser: torch.nn.Module, tokenizer, config, frames: int, hei
                              config.guidance, config.seed + 1, config.guidance_min_sigma).clamp(-1, 1)
     scorer = score_images if frames == 1 else score_videos
     return scorer(samples, captions, config.dataset)
+
+
+def object_centres(video: torch.Tensor) -> Optional[np.ndarray]:
+    """The object's centre in pixels in every frame of a video (3, T, H, W), (T, 2); None if a frame has none."""
+    readings = read_video(video)
+    if any(reading.centre is None for reading in readings):
+        return None
+    return np.asarray([reading.centre for reading in readings]) * (video.shape[-1], video.shape[-2])
+
+
+@torch.no_grad()
+def score_loops(denoiser: torch.nn.Module, tokenizer, config, data_shape, count: int = 32) -> dict:
+    """Loops for held-out captions (`generate.sample_loop`): where the last frame's object is against where the
+    first frame's is (`seam_px`, the median over clips) beside the median step between neighbouring frames within
+    the clip (`step_px`); a seamless loop's seam is one ordinary step. `seamless`: the share whose seam is at most
+    twice the clip's own median step (or 2 px)."""
+    _, captions, _ = held_out_truth(config, data_shape[1], count)
+    ids = tokenizer.encode(captions, config.caption_length)
+    loops = sample_loop(denoiser, ids, (data_shape[0], data_shape[1] - 1, *data_shape[2:]), config.sampler,
+                        config.sampling_steps, config.guidance, config.seed + 1, config.guidance_min_sigma)
+    seams, steps, seamless = [], [], []
+    for video in loops.clamp(-1, 1):
+        centres = object_centres(video)
+        if centres is None:
+            seams.append(math.inf), seamless.append(False)
+            continue
+        step = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
+        seam = float(np.linalg.norm(centres[0] - centres[-1]))
+        seams.append(seam), steps.append(step), seamless.append(seam <= max(2.0, 2 * step))
+    return {"seam_px": float(np.median(seams)), "step_px": float(np.median(steps)) if steps else math.inf,
+            "seamless": float(np.mean(seamless))}
+
+
+@torch.no_grad()
+def score_long_videos(denoiser: torch.nn.Module, tokenizer, config, data_shape, frames: int = 64,
+                      count: int = 16) -> dict:
+    """Long videos chunk by chunk (`generate.sample_long`): held-out clips' first half window given, `frames` frames
+    made, scored window by window against the world's truth (`score_given_frames` per chunk): does the object keep
+    what it is and where the world would have it, or drift as chunks pile up?"""
+    window = data_shape[1]
+    videos, captions, truths = held_out_truth(config, frames, count)
+    mask = torch.zeros(count, frames, dtype=torch.bool)
+    mask[:, :window // 2] = True
+    ids = tokenizer.encode(captions, config.caption_length)
+    made = sample_long(denoiser, ids, (data_shape[0], frames, *data_shape[2:]), window, config.sampler,
+                       config.sampling_steps, config.guidance, config.seed + 1, config.guidance_min_sigma,
+                       given=videos, given_mask=mask).clamp(-1, 1)
+    chunks = []
+    for start in range(0, frames, window):
+        span = slice(start, min(start + window, frames))
+        chunks.append({"first_frame": start, **score_given_frames(made[:, :, span], captions, config.dataset,
+                                                                  [truth[span] for truth in truths], mask[:, span])})
+    return {"frames": frames, "window": window, "chunks": chunks}
+
+
+def other_caption(caption: str, dataset: str) -> str:
+    """The caption with its colour swapped for the next in the palette (shapes, ball), or its direction reversed
+    (digits): the edit SDEdit is asked to make."""
+    words = caption.split()
+    colours = list(COLOURS)
+    for index, word in enumerate(words):
+        if dataset != "digits" and word in COLOURS:
+            words[index] = colours[(colours.index(word) + 1) % len(colours)]
+            return " ".join(words)
+        if dataset == "digits" and word in DIRECTIONS:
+            words[index] = next(name for name, (x, y) in DIRECTIONS.items()
+                                if (x, y) == (-DIRECTIONS[word][0], -DIRECTIONS[word][1]))
+            return " ".join(words)
+    raise ValueError(f"caption {caption!r} has no colour or direction to change")
+
+
+@torch.no_grad()
+def score_sdedit(denoiser: torch.nn.Module, tokenizer, config, data_shape,
+                 strengths=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), count: int = 32) -> list:
+    """SDEdit's trade-off (Meng et al. 2022): held-out clips redrawn under a caption with another colour (digits:
+    the other direction), at each strength: the share whose colour (direction) became the new caption's
+    (`changed`) against how far the object's track moved from the source clip's (`track_error_px`, the median of
+    the per-clip mean distance over all frames)."""
+    videos, captions, truths = held_out_truth(config, data_shape[1], count)
+    edited_captions = [other_caption(caption, config.dataset) for caption in captions]
+    ids = tokenizer.encode(edited_captions, config.caption_length)
+    attribute = "direction" if config.dataset == "digits" else "colour"
+    curve = []
+    for strength in strengths:
+        edited = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
+                                config.seed + 1, config.guidance_min_sigma, start=videos,
+                                strength=strength).clamp(-1, 1)
+        changed = [score_video(video, caption, config.dataset).get(attribute, 0.0)
+                   for video, caption in zip(edited, edited_captions)]
+        nothing_given = torch.zeros(count, data_shape[1], dtype=torch.bool)
+        kept = score_given_frames(edited, captions, config.dataset, truths, nothing_given)
+        curve.append({"strength": strength, "changed": float(np.mean(changed)),
+                      "track_error_px": kept["track_error_px"]})
+    return curve
+
+
+def draw_task_plots(long_videos: dict, sdedit: list, folder) -> None:
+    """long_videos.png (track error per chunk) and sdedit.png (the share edited against the drift from the source)."""
+    chunks = long_videos["chunks"]
+    draw_line_plot({"track error (px, median)": ([chunk["first_frame"] for chunk in chunks],
+                                                 [chunk["track_error_px"] for chunk in chunks]),
+                    "identity kept (x10)": ([chunk["first_frame"] for chunk in chunks],
+                                            [10 * chunk["identity"] for chunk in chunks])},
+                   Path(folder) / "long_videos.png", f"{long_videos['frames']} frames from a "
+                   f"{long_videos['window']}-frame model, chunk by chunk", "chunk's first frame", "")
+    draw_line_plot({"": ([point["track_error_px"] for point in sdedit], [point["changed"] for point in sdedit])},
+                   Path(folder) / "sdedit.png", "SDEdit: strengths " + ", ".join(f"{point['strength']:g}"
+                                                                                  for point in sdedit),
+                   "drift from the source (px)", "share edited")

@@ -66,6 +66,24 @@ def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_sh
     return samples
 
 
+@torch.no_grad()
+def sample_loop(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], sampler: str,
+                steps: int, guidance: float, seed: int, guidance_min_sigma: float = 0.0,
+                first: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Seamless loops (N, C, T, H, W): T + 1 frames made with the first frame given at both ends, the last (the
+    first again) dropped, so that frame T - 1 leads into frame 0 as any frame leads into the next. The first frame
+    is `first` (N, C, 1, H, W), or frame 0 of a clip drawn for the caption."""
+    channels, frames, height, width = data_shape
+    if first is None:
+        first = sample_latents(denoiser, caption_ids, data_shape, sampler, steps, guidance, seed,
+                               guidance_min_sigma)[:, :, :1]
+    given = torch.zeros(len(caption_ids), channels, frames + 1, height, width)
+    mask = torch.zeros(len(caption_ids), frames + 1, dtype=torch.bool)
+    given[:, :, [0, -1]], mask[:, [0, -1]] = first.expand(-1, -1, 2, -1, -1), True
+    return sample_latents(denoiser, caption_ids, (channels, frames + 1, height, width), sampler, steps, guidance,
+                          seed + 1, guidance_min_sigma, given=given, given_mask=mask)[:, :, :frames]
+
+
 def chunk_starts(total: int, window: int, context: int, backward: bool = False) -> list:
     """Where each window of `window` frames starts, to cover `total` frames with `context` frames of overlap
     between neighbours: forward from frame 0 (the last window ends at the last frame), or backward from the end."""
@@ -242,19 +260,19 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
         if total + prompting.loop > window and (prompting.last_frame or prompting.loop):
             raise ValueError(f"--last-frame and --loop make clips of up to {window - prompting.loop} frames (the "
                              f"model's window holds both ends); ask for --frames {window - prompting.loop} or fewer")
-        given, mask = torch.zeros(count, 3, total + prompting.loop, height, width), None
-        if prompting.first_frame or prompting.last_frame or prompting.loop:
-            mask = torch.zeros(count, total + prompting.loop, dtype=torch.bool)
-            if prompting.first_frame:
-                given[:, :, 0], mask[:, 0] = read_sized(prompting.first_frame, "image", height, width)[:, 0], True
-            elif prompting.loop:  # a loop without a first frame starts from one drawn for the caption
-                given[:, :, 0], mask[:, 0] = sample(min(total, window))[:, :, 0], True
+        first = read_sized(prompting.first_frame, "image", height, width) if prompting.first_frame else None
+        if prompting.loop:
+            videos = sample_loop(denoiser, ids, (channels, total, height, width), sampler, steps, cfg, seed, min_sigma,
+                                 None if first is None else first.expand(count, *first.shape))
+        else:
+            given, mask = torch.zeros(count, 3, total, height, width), None
+            if first is not None or prompting.last_frame:
+                mask = torch.zeros(count, total, dtype=torch.bool)
+            if first is not None:
+                given[:, :, 0], mask[:, 0] = first[:, 0], True
             if prompting.last_frame:
                 given[:, :, -1], mask[:, -1] = read_sized(prompting.last_frame, "image", height, width)[:, 0], True
-            if prompting.loop:  # one frame past the end is the first again: the last frame leads into it
-                given[:, :, -1], mask[:, -1] = given[:, :, 0], True
-        videos = sample(total + prompting.loop, given if mask is not None else None, mask, offset=1)
-        videos = videos[:, :, :total]
+            videos = sample(total, given if mask is not None else None, mask, offset=1)
     videos = decode(vae, videos)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
-"""Pictures with Pillow alone (no plotting library needed by the core): point clouds and loss curves."""
+"""Pictures with Pillow alone (no plotting library needed by the core): point clouds, loss curves, line plots."""
 import math
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import torch
 from PIL import Image, ImageDraw
@@ -31,17 +31,45 @@ def draw_loss_curve(losses: Sequence[float], path, width: int = 640, height: int
     window = max(1, len(losses) // 100)
     smooth = [sum(losses[i:i + window]) / len(losses[i:i + window]) for i in range(0, len(losses), window)]
     logs = [math.log10(max(value, 1e-12)) for value in smooth]
-    low, high = min(logs), max(logs)
-    span = high - low or 1.0
+    title = f"training loss (log scale): {10 ** max(logs):.3g} .. {10 ** min(logs):.3g}"
+    return draw_line_plot({"": (list(range(len(logs))), logs)}, path, title, width=width, height=height)
+
+
+COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
+
+
+def draw_line_plot(series: Dict[str, Tuple[Sequence[float], Sequence[float]]], path, title: str,
+                   x_label: str = "", y_label: str = "", width: int = 640, height: int = 320) -> Image.Image:
+    """Lines through (x, y) points, one colour per named series (a legend for names that are not ""), on axes that
+    span the data, the ranges written at their ends; saved to path."""
+    xs = [x for values, _ in series.values() for x in values]
+    ys = [y for _, values in series.values() for y in values if math.isfinite(y)]
+    x_low, x_high = min(xs), max(xs)
+    y_low, y_high = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((8, 6), f"training loss (log scale): {10 ** high:.3g} .. {10 ** low:.3g}", fill="black")
-    points = [(40 + i / max(len(logs) - 1, 1) * (width - 60), height - 20 - (v - low) / span * (height - 50))
-              for i, v in enumerate(logs)]
-    if len(points) > 1:
-        draw.line(points, fill=(214, 39, 40), width=2)
-    draw.line([(40, height - 20), (width - 20, height - 20)], fill="black")
-    draw.line([(40, 30), (40, height - 20)], fill="black")
+    draw.text((8, 6), title, fill="black")
+    left, right, top, bottom = 48, width - 20, 30, height - 30
+
+    def at(x, y):
+        return left + (x - x_low) / x_span * (right - left), bottom - (y - y_low) / y_span * (bottom - top)
+
+    for index, (name, (x_values, y_values)) in enumerate(series.items()):
+        colour = COLOURS[index % len(COLOURS)]
+        points = [at(x, y) for x, y in zip(x_values, y_values) if math.isfinite(y)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        if len(series) > 1 or len(points) < 20:  # few points: mark them
+            for px, py in points:
+                draw.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=colour)
+        if name:
+            draw.text((right - 150, top + 14 * index), name, fill=colour)
+    draw.line([(left, bottom), (right, bottom)], fill="black")
+    draw.line([(left, top), (left, bottom)], fill="black")
+    if x_label or y_label:
+        draw.text((left, bottom + 4), f"{x_label} {x_low:.3g} .. {x_high:.3g}", fill="black")
+        draw.text((8, top - 12 if top > 12 else top), f"{y_label} {y_low:.3g} .. {y_high:.3g}", fill="black")
     image.save(Path(path))
     return image
 

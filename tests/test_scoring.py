@@ -153,3 +153,17 @@ def test_images_score_their_colour_and_shape():
     recoloured = score_images(images.flip(1), captions, "shapes")  # RGB -> BGR
     assert recoloured["colour"] < 0.5 and recoloured["adherence"] < 0.5
     assert score_images(torch.zeros_like(images) - 1, captions, "shapes")["adherence"] == 0
+
+
+def test_the_edit_caption_changes_one_attribute_and_object_centres_are_read_in_pixels():
+    from minisora.evaluation import object_centres, other_caption
+
+    assert other_caption("a small red circle moving left slowly", "shapes") == \
+        "a small green circle moving left slowly"
+    assert other_caption("a yellow ball bouncing to the left", "ball") == "a red ball bouncing to the left"
+    assert other_caption("a 3 moving up-left quickly", "digits") == "a 3 moving down-right quickly"
+    item = video_dataset("shapes", num_items=1, height=32, width=48, num_frames=4, seed=1)[0]
+    centres = object_centres(item["video"])
+    truth = np.asarray(item["truth"][0].positions) * (48, 32)
+    assert np.abs(centres - truth).max() <= 1
+    assert object_centres(torch.full((3, 2, 32, 32), -1.0)) is None  # nothing drawn

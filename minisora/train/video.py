@@ -25,7 +25,8 @@ import torch
 
 from tiny_datasets.videos import video_dataset
 from ..config import check_device, check_ranges
-from ..evaluation import GIVEN_FRAME_TASKS, describe_task_scores, held_out_truth, score_tasks, score_text_at
+from ..evaluation import (GIVEN_FRAME_TASKS, describe_task_scores, draw_task_plots, held_out_truth, score_long_videos,
+                          score_loops, score_sdedit, score_tasks, score_text_at)
 from ..generate import sample_latents
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
 from ..data.buckets import Bucket, parse_buckets, pick_bucket, shift_for
@@ -460,7 +461,11 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     tasks = {}
     if set(parse_task_mix(config.task_mix)) != {"text"} and config.space == "pixel":  # it was taught given frames
         tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
-                 "real clips": score_tasks(None, tokenizer, config, data_shape)}
+                 "real clips": score_tasks(None, tokenizer, config, data_shape),
+                 "loops": score_loops(denoiser, tokenizer, config, data_shape),
+                 "long videos": score_long_videos(denoiser, tokenizer, config, data_shape),
+                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape)}
+        draw_task_plots(tasks["long videos"], tasks["sdedit"], out)
     sizes = {}
     if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
         other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
@@ -489,10 +494,20 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     for name, row in sizes.items():
         print(f"  text at {name}: " + (describe_scores(row) if "motion" in row else
                                        ", ".join(f"{key} {value:.0%}" for key, value in row.items())))
-    for name, rows in tasks.items():
+    for name in ("trained", "real clips") if tasks else ():
         print(f"given frames, {name}:")
         for task in GIVEN_FRAME_TASKS:
-            print(f"  {describe_task_scores(task, rows[task])}")
+            print(f"  {describe_task_scores(task, tasks[name][task])}")
+    if tasks:
+        loops, long_videos = tasks["loops"], tasks["long videos"]
+        print(f"loops: seam {loops['seam_px']:.1f} px against a step of {loops['step_px']:.1f} px, seamless "
+              f"{loops['seamless']:.0%}")
+        print(f"{long_videos['frames']} frames by chunks, track error per chunk: " + ", ".join(
+            f"{chunk['track_error_px']:.1f}" for chunk in long_videos["chunks"]) + " px, identity kept: " + ", ".join(
+            f"{chunk['identity']:.0%}" for chunk in long_videos["chunks"]) + " (long_videos.png)")
+        print("SDEdit, strength: share edited / drift from the source: " + ", ".join(
+            f"{point['strength']:g}: {point['changed']:.0%} / {point['track_error_px']:.1f} px"
+            for point in tasks["sdedit"]) + " (sdedit.png)")
     print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt, loss.png, metrics.jsonl "
           f"and metrics.json")
     return metrics
