@@ -1,5 +1,5 @@
 """The command line:
-  python -m minisora train --preset tiny|shapes64|ball64|toy2d|images|vae [--key=value ...]   train from a preset
+  python -m minisora train --preset tiny|sora|shapes64|ball64|toy2d|images|vae [--key=value ...]   train from a preset
   python -m minisora sample --checkpoint runs/tiny/model.pt --prompt "a small red circle moving right slowly"
         [--frames N] [--size HxW] [--first-frame IMAGE] [--last-frame IMAGE] [--extend VIDEO] [--extend-backward VIDEO]
         [--loop] [--edit VIDEO --strength S]
@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from .config import apply_overrides
 
-VIDEO_PRESETS = ("tiny", "shapes64", "ball64")
+VIDEO_PRESETS = ("tiny", "sora", "shapes64", "ball64")
 PRESETS = VIDEO_PRESETS + ("toy2d", "images", "vae")
 
 

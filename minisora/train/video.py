@@ -17,30 +17,31 @@ model's and its expert's) and the VAE's weights (weights only: loading runs no c
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from tiny_datasets.videos import video_dataset
 from ..config import check_device, check_ranges
-from ..evaluation import (GIVEN_FRAME_TASKS, describe_task_scores, draw_task_plots, held_out_truth, score_long_videos,
+from ..evaluation import (GIVEN_FRAME_TASKS, describe_task_scores, draw_task_plots, score_long_videos,
                           score_loops, score_sdedit, score_tasks, score_text_at)
 from ..generate import sample_latents
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
-from ..data.buckets import Bucket, parse_buckets, pick_bucket, shift_for
+from ..data.buckets import parse_buckets, pick_bucket, shift_for
 from ..diffusion.conditioning import draw_given_masks, frames_axis, parse_task_mix
 from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.flow import Path as FlowPath
 from ..diffusion.guidance import drop_condition
-from ..models.text import PAD, CaptionTokenizer
+from ..models.text import PAD, CaptionTokenizer, split_words
 from ..models.vae import VideoVAE
 from ..models.video_dit import FRAME_MARKINGS, VideoDiT, VideoDiTConfig
 from ..randomness import randn
 from ..scoring import WORLD_ATTRIBUTES, score_videos
 from .checkpoint import check_run_folder, save_checkpoint
 from .loop import Checkpointing, Logging, train_loop
+from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
+                         training_clips)
 from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wrap_network
 from .vae import VAEConfig, load_vae, run_vae
 
@@ -84,6 +85,7 @@ class VideoConfig:
     # adherence 67% -> 81%; with the cap at 0.3 77%, that cap alone 58%; benchmarks/RESULTS.md)
     steps: int = 1550  # optimizer steps of the main run (with the expert's, 10.5 to 13.5 minutes on 2 CPU cores)
     batch_size: int = 32  # clips per step
+    data: str = ""  # a folder of your own videos with captions to train on instead of the tiny world (train/video_data.py)
     buckets: str = ""  # sizes trained on, "FRAMESxHEIGHTxWIDTH:BATCH[:WEIGHT],..." (data/buckets.py; 1 frame: images);
     # "" is num_frames x image_size x image_size : batch_size alone. The first is the main size: held out, scored
     unseen_sizes: str = ""  # sizes never trained on, "FRAMESxHEIGHTxWIDTH,...", where text alone is also scored
@@ -161,8 +163,15 @@ GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, te
                   precision="bf16", attention_backend="flash", vae_steps=5000, device="cuda", expert_steps=2000,
                   expert_learning_rate=3e-4,
                   time_shift=2.0)  # the tiny preset's 6 scaled by sqrt(values per clip), Esser et al.'s rule; untested
+SORA_TASK_MIX = "text:6,first:2,last:1,first_last:1,head:1,tail:1,random:1"  # nearly half text alone; Open-Sora
+# found too little masking never teaches conditioning (benchmarks/given_frames_designs.py measures mixes)
 VIDEO_PRESETS = {
-    "tiny": VideoConfig(),  # 2 CPU cores, 11 to 14 minutes
+    "tiny": VideoConfig(),  # 2 CPU cores, 11 to 14 minutes: text to video alone
+    # every task at every size: clips, images and wide clips in buckets that cost a step alike (4096 tokens each),
+    # given frames marked by a mask channel; scored also at a size never trained on
+    "sora": VideoConfig(out_dir="runs/sora", frame_marking="mask_channel", task_mix=SORA_TASK_MIX,
+                        buckets="16x32x32:32:4,1x32x32:256:1,8x32x48:42:1", unseen_sizes="12x40x40", steps=2400,
+                        expert_steps=200),
     # for one 24 GB GPU (not yet run on one): 64x64 clips in latent space, a DiT-S-sized model
     "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),
     "ball64": VideoConfig(dataset="ball", out_dir="runs/ball64", **GPU_PRESET),
@@ -177,45 +186,6 @@ def parse_window(text: str) -> Tuple[int, int, int]:
     if len(window) != 3 or min(window) < 1:
         raise ValueError(f"window {text!r} must be three positive sides t x h x w, e.g. 1x2x2")
     return window
-
-
-def held_out_clips(config: VideoConfig) -> Tuple[torch.Tensor, List[str]]:
-    """The clips (N, 3, T, H, W) and captions that are sampled and scored, from a seed the training never uses."""
-    videos, captions, _ = held_out_truth(config, config.num_frames)
-    return videos, captions
-
-
-def training_buckets(config: VideoConfig) -> List[Bucket]:
-    """The sizes the run trains on, the main one first."""
-    if config.buckets:
-        return parse_buckets(config.buckets)
-    return [Bucket(config.num_frames, config.image_size, config.image_size, config.batch_size)]
-
-
-def training_clips(config: VideoConfig, held_out_captions: Sequence[str], progress: bool = True,
-                   bucket: Optional[Bucket] = None) -> Tuple[torch.Tensor, List[str]]:
-    """num_clips clips of the world (at the bucket's size; the main size by default) whose captions are not among
-    the held-out ones: (videos, captions). One-frame clips are images, captioned without motion."""
-    from tqdm.auto import tqdm
-
-    bucket = bucket or training_buckets(config)[0]
-    world = video_dataset(config.dataset, num_items=10**9, height=bucket.height, width=bucket.width,
-                          num_frames=bucket.frames, seed=config.seed)
-    excluded, videos, captions, index = set(held_out_captions), [], [], 0
-    with tqdm(total=config.num_clips, desc=f"render {config.dataset} clips {bucket.describe()}",
-              disable=not progress) as bar:
-        while len(videos) < config.num_clips:
-            tracks = world.tracks(index)
-            caption = world.caption(tracks)
-            if caption not in excluded:
-                videos.append(world.render(tracks))
-                captions.append(caption)
-                bar.update()
-            index += 1
-            if index > 100 * config.num_clips:
-                raise ValueError(f"the held-out captions leave too few for {config.num_clips} training clips; "
-                                 f"lower held_out ({config.held_out})")
-    return torch.stack(videos), captions
 
 
 def prepare_vae(config: VideoConfig) -> Optional[VideoVAE]:
@@ -274,9 +244,6 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
 # fields a resumed run may change: they do not touch the weights trained so far
 MAY_DIFFER_ON_RESUME = ("resume", "overwrite", "checkpoint_every", "out_dir", "sampler", "sampling_steps", "guidance",
                         "guidance_min_sigma", "expert_sigma")
-
-
-TrainingSet = Tuple[Bucket, torch.Tensor, torch.Tensor]  # a bucket, its data (N, C, T, H, W), caption ids (N, M)
 
 
 def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet], **times):
@@ -425,6 +392,31 @@ def describe_scores(scores: dict, dataset: Optional[str] = None) -> str:
             f"permanence {scores['permanence']:.0%}")
 
 
+def prepare_data(config: VideoConfig, progress: bool = True):
+    """What a run learns from and is scored on: (training sets, tokenizer, VAE or None, held-out clips (N, 3, T, H,
+    W) or None, their captions, FolderData or None). From the tiny world, or from the folder `config.data`."""
+    if config.data:
+        folder = FolderData(config, progress)
+        captions = folder.captions()
+        longest = max(captions, key=lambda caption: len(split_words(caption)))
+        if len(split_words(longest)) + 1 > config.caption_length:
+            raise ValueError(f"the caption {longest!r} of {config.data} has {len(split_words(longest))} words; pass "
+                             f"--caption_length={len(split_words(longest)) + 1} (or more) to fit every caption")
+        tokenizer = CaptionTokenizer.from_captions(captions)
+        held = [clip for clip in folder.held_out.get(folder.sizes[0], [])][:config.held_out]
+        held_out_videos = torch.stack([video for video, _ in held]) if held else None
+        return (folder.sets(tokenizer, config.caption_length), tokenizer, None, held_out_videos,
+                [caption for _, caption in held], folder)
+    held_out_videos, held_out_captions = held_out_clips(config)
+    rendered = [(bucket, *training_clips(config, held_out_captions, progress, bucket))
+                for bucket in training_buckets(config)]
+    vae = prepare_vae(config)
+    tokenizer = CaptionTokenizer.from_captions([caption for _, _, captions in rendered for caption in captions])
+    sets = [(bucket, encode(vae, videos, progress=progress), tokenizer.encode(captions, config.caption_length))
+            for bucket, videos, captions in rendered]
+    return sets, tokenizer, vae, held_out_videos, held_out_captions, None
+
+
 def run_video(config: VideoConfig, progress: bool = True) -> dict:
     """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics."""
     from ..plotting import draw_loss_curve
@@ -434,14 +426,8 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    held_out_videos, held_out_captions = held_out_clips(config)
-    rendered = [(bucket, *training_clips(config, held_out_captions, progress, bucket))
-                for bucket in training_buckets(config)]
-    vae = prepare_vae(config)
+    sets, tokenizer, vae, held_out_videos, held_out_captions, folder = prepare_data(config, progress)
     vae_seconds = time.time() - start
-    tokenizer = CaptionTokenizer.from_captions([caption for _, _, captions in rendered for caption in captions])
-    sets = [(bucket, encode(vae, videos, progress=progress), tokenizer.encode(captions, config.caption_length))
-            for bucket, videos, captions in rendered]
     data_shape = tuple(sets[0][1].shape[1:])
     prepared = time.time()
     denoiser, losses = train_video(config, sets, len(tokenizer), progress)
@@ -450,9 +436,12 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     train_seconds = time.time() - prepared
     denoiser = denoiser.cpu()
     save_model(out / "model.pt", config, tokenizer, data_shape, denoiser, vae)
-    scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
     torch.manual_seed(config.seed + 2)
     untrained_model = build_denoiser(config, data_shape, len(tokenizer))
+    if folder is not None:
+        return report_folder_run(config, folder, denoiser, untrained_model, tokenizer, held_out_videos,
+                                 held_out_captions, data_shape, losses, train_seconds, start)
+    scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
     untrained, _ = score_samples(untrained_model, tokenizer, vae, held_out_captions, config, data_shape)
     reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
     if vae is not None:
@@ -462,9 +451,10 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     if set(parse_task_mix(config.task_mix)) != {"text"} and config.space == "pixel":  # it was taught given frames
         tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
                  "real clips": score_tasks(None, tokenizer, config, data_shape),
-                 "loops": score_loops(denoiser, tokenizer, config, data_shape),
-                 "long videos": score_long_videos(denoiser, tokenizer, config, data_shape),
-                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape)}
+                 "loops": score_loops(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out)),
+                 "long videos": score_long_videos(denoiser, tokenizer, config, data_shape, frames=4 * data_shape[1],
+                                                  count=min(16, config.held_out)),
+                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out))}
         draw_task_plots(tasks["long videos"], tasks["sdedit"], out)
     sizes = {}
     if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
@@ -510,4 +500,44 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
             for point in tasks["sdedit"]) + " (sdedit.png)")
     print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt, loss.png, metrics.jsonl "
           f"and metrics.json")
+    return metrics
+
+
+def report_folder_run(config: VideoConfig, folder: FolderData, denoiser, untrained_model, tokenizer,
+                      held_out_videos: Optional[torch.Tensor], held_out_captions: List[str], data_shape, losses,
+                      train_seconds: float, start: float) -> dict:
+    """A run on the user's folder: the loss on held-out clips (trained against untrained, at the same draws),
+    samples for the held-out captions, and world scores when the folder came from a tiny world (it keeps the
+    truth in captions.jsonl)."""
+    from ..plotting import draw_loss_curve
+
+    out = Path(config.out_dir)
+    text_only = replace(config, task_mix="text:1", caption_dropout=0.0)
+    held_sets = folder.held_out_sets(tokenizer, config.caption_length)
+    held = {name: held_out_loss(batch_loss(text_only, model, held_sets, time_distribution="uniform"),
+                                seed=config.seed + 3) if held_sets else None
+            for name, model in (("trained", denoiser), ("untrained", untrained_model))}
+    metrics = {"held_out_loss": held, "buckets": [asdict(bucket) for bucket in folder.buckets],
+               "skipped_files": len(folder.skipped), "data_shape": list(data_shape),
+               "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
+               "config": asdict(config)}
+    if held_out_videos is not None:
+        ids = tokenizer.encode(held_out_captions, config.caption_length)
+        samples = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
+                                 config.seed + 1, config.guidance_min_sigma).clamp(-1, 1)
+        write_samples(samples, out)
+        (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
+        if (Path(config.data) / "captions.jsonl").is_file() and '"truth"' in (
+                Path(config.data) / "captions.jsonl").read_text():  # written from a tiny world: it can be scored
+            metrics["trained"] = score_videos(samples, held_out_captions, config.dataset)
+            metrics["real clips"] = score_videos(held_out_videos, held_out_captions, config.dataset)
+    draw_loss_curve(losses, out / "loss.png")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"trained {config.steps} steps on {config.data} in {train_seconds:.0f} s: {folder.describe()}")
+    if held["trained"] is not None:
+        print(f"  held-out loss {held['trained']:.4f} (untrained {held['untrained']:.4f})")
+    for name in ("trained", "real clips"):
+        if name in metrics:
+            print(f"  {name:<20} {describe_scores(metrics[name], config.dataset)}")
+    print(f"wrote model.pt, loss.png, metrics.json{' and samples' if held_out_videos is not None else ''} to {out}")
     return metrics
