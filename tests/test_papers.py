@@ -52,7 +52,8 @@ def resolves(reference: str) -> bool:
 def code_references(text: str):
     """Backticked names that look like code: identifiers with a dot, an underscore or a slash, optionally ()."""
     for token in re.findall(r"`([^`\n]+)`", text):
-        if re.fullmatch(r"[A-Za-z_][\w./]*(\(\))?", token) and re.search(r"[._/]", token):
+        output_file = re.search(r"\.(png|gif|mp4|json|jsonl|pt|txt|csv)$", token)  # what a run writes, not code
+        if re.fullmatch(r"[A-Za-z_][\w./]*(\(\))?", token) and re.search(r"[._/]", token) and not output_file:
             yield token
 
 

@@ -162,7 +162,7 @@ def test_the_latent_pipeline_trains_a_vae_caches_latents_and_ships_the_vae(tmp_p
     _, _, data_shape, _, vae = load_model(tmp_path / "model.pt")
     assert vae is not None and data_shape == (8, 2, 4, 4)
     written = (tmp_path / "vae" / "vae.pt").stat().st_mtime_ns
-    run_video(replace(config, steps=1), progress=False)
+    run_video(replace(config, steps=1, overwrite=True), progress=False)
     assert (tmp_path / "vae" / "vae.pt").stat().st_mtime_ns == written  # reused, not trained again
 
 

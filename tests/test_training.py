@@ -30,6 +30,8 @@ def test_training_is_deterministic_on_cpu():
 
 
 def test_non_finite_loss_is_a_clear_error():
-    config = Toy2DConfig(dataset="moons", steps=5, batch_size=16, learning_rate=float("inf"))
+    with pytest.raises(ValueError, match="learning_rate=inf is outside"):  # refused where the config is built
+        Toy2DConfig(learning_rate=float("inf"))
+    config = Toy2DConfig(dataset="moons", steps=5, batch_size=16, learning_rate=1e30)  # finite, and far too high
     with pytest.raises(FloatingPointError, match="learning_rate"):
         train_toy2d(config, progress=False)

@@ -49,16 +49,17 @@ FINISHED_MARK = "metrics.json"  # every trainer writes it last: a folder that ho
 
 
 def check_run_folder(out_dir: Union[str, Path], overwrite: bool = False, resume: bool = False) -> None:
-    """Refuse, before any work, to train into a folder that holds a finished run, or an unfinished one that is not
-    being resumed: a model that took minutes to train is never replaced by a run that was not asked to."""
+    """Refuse, before any work, to train into a folder that holds a run, finished or not, unless that run is being
+    resumed (`resume`: the same configuration continues from its checkpoint) or replaced (`overwrite`): a model that
+    took minutes to train is never replaced by a run that was not asked to."""
     out = Path(out_dir)
-    if overwrite or not out.is_dir():
+    if overwrite or resume or not out.is_dir():
         return
     if (out / FINISHED_MARK).is_file():
         kept = ", ".join(sorted(path.name for path in out.iterdir() if path.is_file())[:6])
-        raise ValueError(f"{out} holds a finished run ({kept}); pass --overwrite=true to replace it, or "
-                         f"--out_dir=ANOTHER_FOLDER for the new run")
+        raise ValueError(f"{out} holds a finished run ({kept}); pass --overwrite=true to replace it, --resume=true to "
+                         f"continue it, or --out_dir=ANOTHER_FOLDER for the new run")
     checkpoints = sorted(path.name for path in out.glob("*checkpoint.pt"))
-    if checkpoints and not resume:
+    if checkpoints:
         raise ValueError(f"{out} holds an unfinished run ({', '.join(checkpoints)}); pass --resume=true to continue "
                          f"it, --overwrite=true to start over, or --out_dir=ANOTHER_FOLDER")
