@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         def Config():
             return replace(MEMORY_PRESETS[arguments.preset])
     elif arguments.preset in VIDEO_PRESETS:
-        from .train.video import VIDEO_PRESETS as presets, run_video as run
+        from .train.video import run_video as run
+        from .train.video_config import VIDEO_PRESETS as presets
 
         def Config():
             return replace(presets[arguments.preset])
