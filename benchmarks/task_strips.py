@@ -30,7 +30,7 @@ def main():
     settings = dict(sampler=config.sampler, steps=config.sampling_steps, guidance=config.guidance, seed=config.seed + 1,
                     guidance_min_sigma=config.guidance_min_sigma)
     strips = {"text_to_video": sample_latents(denoiser, ids, data_shape, **settings)}
-    stills = [" ".join(caption.split()[:4]) for caption in captions]
+    _, stills, _ = held_out_truth(config, 1, count)  # the same objects as one-frame clips, captioned without motion
     images = sample_latents(denoiser, tokenizer.encode(stills, config.caption_length), (3, 1, *data_shape[2:]),
                             **settings)
     strips["text_to_image"] = images.expand(-1, -1, window, -1, -1)  # held still for as long as a clip plays

@@ -27,9 +27,10 @@ def check_ranges(config, ranges: Dict[str, str]) -> None:
         value = getattr(config, name)
         low_bracket, bounds, high_bracket = interval[0], interval[1:-1], interval[-1]
         low, high = (float(bound) for bound in bounds.split(","))
-        above = value > low or (low_bracket == "[" and value == low)
-        below = value < high or (high_bracket == "]" and value == high)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and above and below):
+        number = isinstance(value, (int, float)) and math.isfinite(value)
+        above = number and (value > low or (low_bracket == "[" and value == low))
+        below = number and (value < high or (high_bracket == "]" and value == high))
+        if not (above and below):
             raise ValueError(f"{name}={value!r} is outside {interval}; give {type(config).__name__}.{name} a value "
                              f"in that range (--{name}=...)")
 

@@ -32,6 +32,14 @@ HELD_OUT_SEED_OFFSET = 7919  # held-out clips come from the run's seed + this, a
 GIVEN_FRAME_TASKS = ("image_to_video", "extend_forward", "extend_backward", "interpolate")
 
 
+def sample_as_configured(denoiser: torch.nn.Module, caption_ids: torch.Tensor, config, data_shape,
+                         **options) -> torch.Tensor:
+    """`generate.sample_latents` with the run's sampler, steps, guidance and sampling seed (config.seed + 1), clamped
+    to [-1, 1]; `options` are its given frames or SDEdit start."""
+    return sample_latents(denoiser, caption_ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
+                          config.seed + 1, config.guidance_min_sigma, **options).clamp(-1, 1)
+
+
 def task_mask(task: str, count: int, frames: int) -> torch.Tensor:
     """The given frames (count, frames) of an evaluation task."""
     mask = torch.zeros(count, frames, dtype=torch.bool)
@@ -77,9 +85,7 @@ def score_tasks(denoiser: Optional[torch.nn.Module], tokenizer, config, data_sha
         mask = task_mask(task, len(videos), videos.shape[2])
         samples = videos
         if denoiser is not None:
-            samples = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps,
-                                     config.guidance, config.seed + 1, config.guidance_min_sigma, given=videos,
-                                     given_mask=mask).clamp(-1, 1)
+            samples = sample_as_configured(denoiser, ids, config, data_shape, given=videos, given_mask=mask)
         results[task] = score_given_frames(samples, captions, config.dataset, truths, mask)
     return results
 
@@ -99,8 +105,7 @@ def score_text_at(denoiser: torch.nn.Module, tokenizer, config, frames: int, hei
         raise ValueError("text at other sizes is scored for pixel-space models; a latent model has its VAE's size")
     _, captions, _ = held_out_truth(config, frames, count, height, width)
     ids = tokenizer.encode(captions, config.caption_length)
-    samples = sample_latents(denoiser, ids, (3, frames, height, width), config.sampler, config.sampling_steps,
-                             config.guidance, config.seed + 1, config.guidance_min_sigma).clamp(-1, 1)
+    samples = sample_as_configured(denoiser, ids, config, (3, frames, height, width))
     scorer = score_images if frames == 1 else score_videos
     return scorer(samples, captions, config.dataset)
 
@@ -185,14 +190,11 @@ def score_sdedit(denoiser: torch.nn.Module, tokenizer, config, data_shape,
     edited_captions = [other_caption(caption, config.dataset) for caption in captions]
     ids = tokenizer.encode(edited_captions, config.caption_length)
     attribute = "direction" if config.dataset == "digits" else "colour"
-    curve = []
+    curve, nothing_given = [], torch.zeros(count, data_shape[1], dtype=torch.bool)
     for strength in strengths:
-        edited = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
-                                config.seed + 1, config.guidance_min_sigma, start=videos,
-                                strength=strength).clamp(-1, 1)
+        edited = sample_as_configured(denoiser, ids, config, data_shape, start=videos, strength=strength)
         changed = [score_video(video, caption, config.dataset).get(attribute, 0.0)
                    for video, caption in zip(edited, edited_captions)]
-        nothing_given = torch.zeros(count, data_shape[1], dtype=torch.bool)
         kept = score_given_frames(edited, captions, config.dataset, truths, nothing_given)
         curve.append({"strength": strength, "changed": float(np.mean(changed)),
                       "track_error_px": kept["track_error_px"]})

@@ -15,7 +15,7 @@ import torch
 
 from .data.video_io import read_image, read_video, write_gif, write_image, write_video
 from .diffusion import get_sampler
-from .diffusion.conditioning import GivenFramesDenoiser, hold_given_frames, parse_task_mix
+from .diffusion.conditioning import GivenFramesDenoiser, gives_frames, hold_given_frames, parse_task_mix
 from .diffusion.guidance import GuidedDenoiser
 from .diffusion.schedules import karras_sigmas
 from .models.patches import check_patchable
@@ -215,7 +215,7 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
     if unknown:
         print(f"warning: the model never saw the words {unknown}; they are read as <unknown>. Its words: "
               f"{' '.join(tokenizer.words[3:])}")
-    if prompting.gives_frames and config.frame_marking == "none" and set(parse_task_mix(config.task_mix)) == {"text"}:
+    if prompting.gives_frames and config.frame_marking == "none" and not gives_frames(parse_task_mix(config.task_mix)):
         print("warning: this model was trained on text alone; given frames are only held in place (replacement), "
               "so what it draws around them may not follow on from them")
     captions = [prompt for prompt in prompts for _ in range(num)]
@@ -288,14 +288,9 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
     print(f"wrote {len(videos)} {kind} of {videos.shape[2]} frames of {height}x{width} to {folder} "
           f"({'NN.png' if kind == 'images' else 'NN.mp4, NN.gif'}; samples.gif tiles them, a row per prompt)")
     try:
-        if videos.shape[2] == 1:
-            scores = score_images(videos, captions, config.dataset)
-            described = ", ".join(f"{name} {value:.0%}" for name, value in scores.items())
-        else:
-            scores = score_videos(videos, captions, config.dataset)
-            described = describe_scores(scores, config.dataset)
+        scores = (score_images if videos.shape[2] == 1 else score_videos)(videos, captions, config.dataset)
     except ValueError as reason:
         print(f"not scored: {reason}")
         return {}
-    print(f"scored against the {config.dataset} world: {described}")
+    print(f"scored against the {config.dataset} world: {describe_scores(scores, config.dataset)}")
     return scores

@@ -201,8 +201,13 @@ def majority_shape(present: Sequence[FrameReading]) -> Optional[str]:
 
 def score_video(video: torch.Tensor, caption: str, dataset: str) -> Dict[str, float]:
     """Scores of one video (3, T, H, W) in [-1, 1] against its caption, each 0 or 1 except motion_error."""
+    return score_readings(read_video(video), video.shape[-2:], caption, dataset)
+
+
+def score_readings(readings: Sequence[FrameReading], frame_size: Tuple[int, int], caption: str,
+                   dataset: str) -> Dict[str, float]:
+    """`score_video` of a video already read (`read_video`), its frames height x width = `frame_size`."""
     wanted = caption_attributes(caption, dataset)
-    readings = read_video(video)
     present = [reading for reading in readings if reading.centre is not None]
     scores = {"permanence": float(all(reading.blobs == 1 for reading in readings))}
     if "colour" in wanted:
@@ -210,7 +215,7 @@ def score_video(video: torch.Tensor, caption: str, dataset: str) -> Dict[str, fl
     if "shape" in wanted:
         scores["shape"] = float(majority_shape(present) == wanted["shape"])
     if len(present) == len(readings) and len(readings) > 1:
-        height, width = video.shape[-2:]
+        height, width = frame_size
         box = (width / min(height, width), height / min(height, width))  # the frame in units of its shorter side
         track = np.asarray([reading.centre for reading in readings]) * box  # (T, 2), in those units
         # the direction is the fitted motion's start velocity: bounces later in the clip do not confuse it
@@ -266,7 +271,7 @@ def score_given_frames(videos: torch.Tensor, captions: Sequence[str], dataset: s
         readings = read_video(video)
         generated = [readings[frame] for frame in range(len(readings)) if not mask[frame]]
         present = [reading for reading in generated if reading.centre is not None]
-        row = {"adherence": score_video(video, caption, dataset)["adherence"]}
+        row = {"adherence": score_readings(readings, (height, width), caption, dataset)["adherence"]}
         identity = len(present) == len(generated)
         if "colour" in wanted:
             identity &= majority([reading.colour for reading in present]) == wanted["colour"]

@@ -58,6 +58,11 @@ def parse_buckets(text: str) -> List[Bucket]:
     return buckets
 
 
+def unseen_buckets(sizes: str) -> List[Bucket]:
+    """"12x40x40,24x32x48" -> buckets of those sizes (batch 1): sizes to score at that training never drew."""
+    return parse_buckets(",".join(f"{size}:1" for size in sizes.split(","))) if sizes else []
+
+
 def pick_bucket(buckets: Sequence[Bucket], generator: Optional[torch.Generator] = None) -> int:
     """The index of the bucket the next batch comes from, drawn by weight (no draw when there is one)."""
     if len(buckets) == 1:

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .video_io import PathLike, VideoReadError, probe_video, read_video, write_video
+from .video_io import PathLike, VideoInfo, VideoReadError, probe_video, read_video, write_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
 BAD_FILE_POLICIES = ("skip", "error")
@@ -105,6 +105,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             paths = sorted(path for path in self.root.rglob("*") if path.suffix.lower() in VIDEO_SUFFIXES)
             captions = {str(path.relative_to(self.root)): self._sidecar_caption(path) for path in paths}
         self.clips: List[Tuple[str, str, float, int]] = []  # (relative path, caption, step, frames) of usable files
+        self.info: Dict[str, VideoInfo] = {}  # relative path -> frames, frame rate and size, of each usable file
         for relative, caption in captions.items():
             try:
                 info = probe_video(self.root / relative)
@@ -114,6 +115,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                     raise VideoReadError(f"{self.root / relative}: {info.frames} frames, fewer than the {needed} a clip "
                                          f"of {num_frames} frames at this stride or fps needs")
                 self.clips.append((relative, caption, step, info.frames))
+                self.info[relative] = info
             except VideoReadError as error:
                 self.skipped.append((relative, str(error)))
         if self.skipped:

@@ -78,6 +78,11 @@ def parse_task_mix(text: str) -> dict:
     return {name: weight / total for name, weight in mix.items()}
 
 
+def gives_frames(mix: dict) -> bool:
+    """Whether a task mix (`parse_task_mix`) ever gives frames: a task other than text alone has a share."""
+    return any(share > 0 for name, share in mix.items() if name != "text")
+
+
 def draw_given_masks(batch_size: int, frames: int, mix: dict, generator: Optional[torch.Generator] = None
                      ) -> torch.Tensor:
     """Given-frame masks (B, T), True where a frame is given, for tasks drawn per sample from `mix` (task -> share,

@@ -33,6 +33,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from ..diffusion.conditioning import hold_given_frames
 from .attention import Attention
 from .dit import FinalLayer, initialize_adaln_zero, modulate, per_token
 from .embeddings import TimestepEmbedding, rotary_angles, sincos_position_embedding
@@ -229,7 +230,7 @@ class VideoDiT(nn.Module):
         frames = x.shape[2]
         if given_mask is not None:
             given_mask = given_mask.bool()
-            x = torch.where(given_mask[:, None, :, None, None], given.to(x.dtype), x)  # given frames enter clean
+            x = hold_given_frames(x, given, given_mask)  # given frames enter clean
         padding = -frames % config.temporal_patch
         if padding:  # the causal first frame: copies of frame 0 fill its patch
             x = torch.cat([x[:, :, :1]] * padding + [x], dim=2)

@@ -26,12 +26,12 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ..config import check_device
-from ..evaluation import (GIVEN_FRAME_TASKS, describe_task_scores, draw_task_plots, score_long_videos,
-                          score_loops, score_sdedit, score_tasks, score_text_at)
+from ..evaluation import (GIVEN_FRAME_TASKS, describe_task_scores, draw_task_plots, sample_as_configured,
+                          score_long_videos, score_loops, score_sdedit, score_tasks, score_text_at)
 from ..generate import sample_latents
 from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
-from ..data.buckets import parse_buckets, pick_bucket, shift_for
-from ..diffusion.conditioning import draw_given_masks, frames_axis, parse_task_mix
+from ..data.buckets import pick_bucket, shift_for, unseen_buckets
+from ..diffusion.conditioning import draw_given_masks, frames_axis, gives_frames, parse_task_mix
 from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.guidance import drop_condition
 from ..models.text import PAD, CaptionTokenizer, split_words
@@ -121,7 +121,7 @@ def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[Tr
         ids = drop_condition(caption_ids[index], config.caption_dropout, PAD, generator)  # the null caption
         clips = data[index].to(device)
         frames = {}
-        if set(mix) != {"text"} and clips.shape[2] > 1:
+        if gives_frames(mix) and clips.shape[2] > 1:
             given_mask = draw_given_masks(len(clips), clips.shape[2], mix, generator)  # (B, T)
             # sigma_given = given_noise * exp(0.5 n): a little noise, so that imperfect frames can be given later
             levels = config.given_noise * torch.exp(0.5 * torch.randn(len(clips), generator=generator))
@@ -244,7 +244,9 @@ def score_samples(denoiser, tokenizer, vae, captions, config: VideoConfig, data_
 
 def describe_scores(scores: dict, dataset: Optional[str] = None) -> str:
     """One line: adherence (with each attribute), motion consistency, permanence; with the `dataset`, also the
-    attributes its world shows that no caption named, so went unscored."""
+    attributes its world shows that no caption named, so went unscored. Images' scores: each as it is."""
+    if "motion" not in scores:  # images (`score_images`): no motion to score
+        return ", ".join(f"{name} {value:.0%}" for name, value in scores.items())
     attributes = ", ".join(f"{name} {scores[name]:.0%}" for name in ("colour", "shape", "direction") if name in scores)
     unscored = [name for name in WORLD_ATTRIBUTES.get(dataset, ()) if name not in scores]
     missing = f"; {' and '.join(unscored)} not scored (no prompt names one the world knows)" if unscored else ""
@@ -263,7 +265,7 @@ def prepare_data(config: VideoConfig, progress: bool = True):
             raise ValueError(f"the caption {longest!r} of {config.data} has {len(split_words(longest))} words; pass "
                              f"--caption_length={len(split_words(longest)) + 1} (or more) to fit every caption")
         tokenizer = CaptionTokenizer.from_captions(captions)
-        held = [clip for clip in folder.held_out.get(folder.sizes[0], [])][:config.held_out]
+        held = folder.held_out.get(folder.sizes[0], [])[:config.held_out]
         held_out_videos = torch.stack([video for video, _ in held]) if held else None
         return (folder.sets(tokenizer, config.caption_length), tokenizer, None, held_out_videos,
                 [caption for _, caption in held], folder)
@@ -308,7 +310,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
         reference["VAE reconstructions"] = score_videos(decode(vae, encode(vae, held_out_videos, progress=False)),
                                                         held_out_captions, config.dataset)
     tasks = {}
-    if set(parse_task_mix(config.task_mix)) != {"text"} and config.space == "pixel":  # it was taught given frames
+    if gives_frames(parse_task_mix(config.task_mix)) and config.space == "pixel":  # it was taught given frames
         tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
                  "real clips": score_tasks(None, tokenizer, config, data_shape),
                  "loops": score_loops(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out)),
@@ -319,9 +321,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     sizes = {}
     if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
         other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
-        if config.unseen_sizes:
-            other_sizes += [(bucket, "never trained on") for bucket in
-                            parse_buckets(",".join(f"{size}:1" for size in config.unseen_sizes.split(",")))]
+        other_sizes += [(bucket, "never trained on") for bucket in unseen_buckets(config.unseen_sizes)]
         sizes = {f"{bucket.describe()} ({kind})": score_text_at(denoiser, tokenizer, config, bucket.frames,
                                                                 bucket.height, bucket.width)
                  for bucket, kind in other_sizes}
@@ -342,8 +342,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
         row = metrics[name]
         print(f"  {name:<20} {describe_scores(row)}")
     for name, row in sizes.items():
-        print(f"  text at {name}: " + (describe_scores(row) if "motion" in row else
-                                       ", ".join(f"{key} {value:.0%}" for key, value in row.items())))
+        print(f"  text at {name}: {describe_scores(row)}")
     for name in ("trained", "real clips") if tasks else ():
         print(f"given frames, {name}:")
         for task in GIVEN_FRAME_TASKS:
@@ -383,8 +382,7 @@ def report_folder_run(config: VideoConfig, folder: FolderData, denoiser, untrain
                "config": asdict(config)}
     if held_out_videos is not None:
         ids = tokenizer.encode(held_out_captions, config.caption_length)
-        samples = sample_latents(denoiser, ids, data_shape, config.sampler, config.sampling_steps, config.guidance,
-                                 config.seed + 1, config.guidance_min_sigma).clamp(-1, 1)
+        samples = sample_as_configured(denoiser, ids, config, data_shape)
         write_samples(samples, out)
         (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
         if (Path(config.data) / "captions.jsonl").is_file() and '"truth"' in (

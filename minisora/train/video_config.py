@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from ..config import check_device, check_ranges
-from ..data.buckets import parse_buckets
+from ..data.buckets import parse_buckets, unseen_buckets
 from ..diffusion.conditioning import parse_task_mix
 from ..diffusion.flow import Path as FlowPath
 from ..models.video_dit import FRAME_MARKINGS
@@ -94,8 +94,7 @@ class VideoConfig:
         if self.frame_marking not in FRAME_MARKINGS:
             raise ValueError(f"frame_marking must be one of {FRAME_MARKINGS}, got {self.frame_marking!r}")
         parse_task_mix(self.task_mix)
-        if self.unseen_sizes:
-            parse_buckets(",".join(f"{size}:1" for size in self.unseen_sizes.split(",")))
+        unseen_buckets(self.unseen_sizes)
         if self.buckets:
             parse_buckets(self.buckets)
             if self.space != "pixel":

@@ -19,7 +19,7 @@ import torch
 from tiny_datasets.videos import video_dataset
 from ..data.buckets import Bucket, parse_buckets
 from ..data.folder import VideoFolderDataset, frame_indices, resize_and_crop
-from ..data.video_io import VideoReadError, probe_video, read_video
+from ..data.video_io import VideoReadError, read_video
 from ..evaluation import held_out_truth
 
 TrainingSet = Tuple[Bucket, torch.Tensor, torch.Tensor]  # a bucket, its data (N, C, T, H, W), caption ids (N, M)
@@ -84,14 +84,13 @@ class FolderData:
 
         listing = VideoFolderDataset(config.data, num_frames=1, size=config.image_size)  # finds and probes the files
         self.skipped: List[Tuple[str, str]] = list(listing.skipped)
-        self.truth: Dict[str, list] = {}
         groups: Dict[Tuple[int, int, int], List[Tuple[torch.Tensor, str]]] = defaultdict(list)
         self.held_out: Dict[Tuple[int, int, int], List[Tuple[torch.Tensor, str]]] = defaultdict(list)
         for number, (relative, caption, _, _) in enumerate(tqdm(listing.clips, desc=f"read {config.data}",
                                                                  disable=not progress)):
+            info = listing.info[relative]
+            size = clip_size(info.frames, info.height, info.width, config)
             try:
-                info = probe_video(listing.root / relative)
-                size = clip_size(info.frames, info.height, info.width, config)
                 video = resize_and_crop(read_video(listing.root / relative, frame_indices(0, size[0], 1)), size[1:])
             except VideoReadError as error:
                 self.skipped.append((relative, str(error)))
