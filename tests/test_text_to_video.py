@@ -59,6 +59,17 @@ def test_held_out_captions_are_never_trained_on():
     assert all(set(split_words(caption)) <= vocabulary for caption in held_out)  # new sentences, known words
 
 
+
+def test_the_ball_world_trains_on_every_caption_and_holds_out_new_throws():
+    # its 8 captions are all among 32 held-out clips: holding them out would leave nothing to train on
+    config = VideoConfig(dataset="ball", num_clips=40, held_out=32)
+    held_out_videos, held_out = held_out_clips(config)
+    assert len(set(held_out)) == 8
+    videos, training = training_clips(config, held_out, progress=False)
+    assert len(training) == 40 and set(training) == set(held_out)
+    assert not any(torch.equal(video, other) for video in videos for other in held_out_videos)  # new throws
+
+
 def test_sample_command_writes_videos_and_scores_them(small_run, tmp_path):
     config, _ = small_run
     result = subprocess.run([sys.executable, "-m", "minisora", "sample", "--checkpoint",

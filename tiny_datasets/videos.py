@@ -148,6 +148,10 @@ class ProceduralVideos(torch.utils.data.Dataset):
     is the same for the same seed. Subclasses say how a clip's objects move (`simulate`, in units of the shorter
     side), how it is captioned and how one object is drawn."""
 
+    # whether a trainer may keep the held-out clips' captions out of training (they test composing words seen apart);
+    # a world with a handful of captions needs every one of them, and its held-out clips are new states alone
+    holds_out_captions = True
+
     def __init__(self, num_items: int = 1000, image_size: int = 32, num_frames: int = 17, seed: int = 0,
                  height: Optional[int] = None, width: Optional[int] = None):
         self.height, self.width = height or image_size, width or image_size
@@ -266,6 +270,8 @@ class MovingDigits(ProceduralVideos):
 
 class BouncingBall(ProceduralVideos):
     """A ball thrown sideways from some height, falling under gravity and bouncing off the floor and walls."""
+
+    holds_out_captions = False  # 4 colours x 2 directions: 64 held-out clips name every caption there is
 
     def simulate(self, generator, num_frames):
         colour, direction = choice(list(COLOURS), generator), choice(("left", "right"), generator)

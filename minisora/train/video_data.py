@@ -42,13 +42,16 @@ def held_out_clips(config) -> Tuple[torch.Tensor, List[str]]:
 def training_clips(config, held_out_captions: Sequence[str], progress: bool = True,
                    bucket: Optional[Bucket] = None) -> Tuple[torch.Tensor, List[str]]:
     """num_clips clips of the world (at the bucket's size; the main size by default) whose captions are not among
-    the held-out ones: (videos, captions). One-frame clips are images, captioned without motion."""
+    the held-out ones, where the world has captions to spare (`holds_out_captions`; the ball world's held-out clips
+    are new throws of captions trained on): (videos, captions). One-frame clips are images, captioned without
+    motion."""
     from tqdm.auto import tqdm
 
     bucket = bucket or training_buckets(config)[0]
     world = video_dataset(config.dataset, num_items=10**9, height=bucket.height, width=bucket.width,
                           num_frames=bucket.frames, seed=config.seed)
-    excluded, videos, captions, index = set(held_out_captions), [], [], 0
+    excluded = set(held_out_captions) if world.holds_out_captions else set()
+    videos, captions, index = [], [], 0
     with tqdm(total=config.num_clips, desc=f"render {config.dataset} clips {bucket.describe()}",
               disable=not progress) as bar:
         while len(videos) < config.num_clips:

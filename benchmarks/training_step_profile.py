@@ -1,0 +1,210 @@
+"""Where a training step's time goes: one preset's step (a batch drawn, forward, backward, clipping, the optimizer,
+the EMA) timed phase by phase and op by op, against the FLOPs it computes and this machine's float32 matmul rate,
+measured in the same run.
+
+    python benchmarks/training_step_profile.py [--preset sora] [--repeats 10] [--threads 2] [--compile]
+        [--against FIELD=VALUE ...] [--field=value ...]
+
+The training data are random tensors of each bucket's shape (the step does not care what the clips show; rendering
+is done once, before training). Phases are timed with perf_counter around the calls the training loop makes, in
+the loop's order (median over repeats); the op table is torch.profiler's self time per op over the same steps,
+grouped into matrix products (mm, addmm, bmm: the FLOPs), attention (SDPA's kernels), normalisation, elementwise
+and the rest. FLOPs are counted by torch's FlopCounterMode over one forward + backward (multiply-adds x 2); the
+optimizer's own products (Muon's Newton-Schulz iterations) are counted separately.
+"""
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from minisora.config import apply_overrides
+from minisora.train.ema import make_ema, update_ema
+from minisora.train.optimizers import build_optimizer
+from minisora.train.precision import MixedPrecision
+from minisora.train.video import batch_loss, build_denoiser
+from minisora.train.video_config import VIDEO_PRESETS
+from minisora.train.video_data import training_buckets
+from peer_timing import median_seconds_in_turn
+
+VOCABULARY = 40  # about the shapes world's
+CATEGORIES = [  # (category, words in an op's name that put it there), first match wins
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::baddbmm", "aten::linear")),
+    ("attention", ("attention", "sdpa")),
+    ("normalisation", ("layer_norm", "group_norm", "rms_norm")),
+    ("copies and layout", ("copy_", "clone", "contiguous", "cat", "stack", "index", "pad", "expand", "permute",
+                           "transpose", "view", "reshape", "select", "slice", "narrow", "unbind", "split", "chunk",
+                           "as_strided", "empty", "zeros", "fill_", "where", "_to_copy", "to")),
+    ("elementwise math", ("add", "mul", "sub", "div", "gelu", "silu", "exp", "sin", "cos", "neg", "pow", "sqrt",
+                          "rsqrt", "sum", "mean", "lerp", "clamp", "sigmoid", "tanh", "log", "abs", "max", "min",
+                          "foreach", "norm", "sign", "randn", "uniform", "normal", "random")),
+]
+
+
+class MatmulRate:
+    """This machine's float32 matmul rate, GFLOP/s of a size^3 product: call it between steps, read `median`."""
+
+    def __init__(self, size: int = 1024, repeats: int = 4):
+        self.a, self.b, self.repeats, self.rates = torch.randn(size, size), torch.randn(size, size), repeats, []
+
+    def __call__(self):
+        start = time.perf_counter()
+        for _ in range(self.repeats):
+            self.a @ self.b
+        self.rates.append(2 * self.a.shape[0] ** 3 * self.repeats / (time.perf_counter() - start) / 1e9)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def category(name: str) -> str:
+    for label, words in CATEGORIES:
+        if any(word in name for word in words):
+            return label
+    return "other"
+
+
+def random_sets(config, buckets, generator):
+    """A set per bucket as the trainer builds it, of random clips (256 per bucket) and caption ids."""
+    sets = []
+    for bucket in buckets:
+        data = torch.rand((256, 3, bucket.frames, bucket.height, bucket.width), generator=generator) * 2 - 1
+        ids = torch.randint(3, VOCABULARY, (256, config.caption_length), generator=generator)
+        sets.append((bucket, data, ids))
+    return sets
+
+
+class Stepper:
+    """A preset's training step as the loop takes it (train/loop.py), on random clips of its buckets."""
+
+    def __init__(self, config, main_bucket_only: bool = False, compile_network: bool = False):
+        buckets = training_buckets(config)
+        if main_bucket_only:
+            buckets = buckets[:1]
+        self.config, self.buckets = config, buckets
+        self.generator = torch.Generator().manual_seed(0)
+        self.sets = random_sets(config, buckets, self.generator)
+        torch.manual_seed(0)
+        self.denoiser = build_denoiser(config, self.sets[0][1].shape[1:], VOCABULARY)
+        if compile_network:
+            self.denoiser.model.compile()  # the network (flow_matching_loss calls it directly)
+        self.loss_of_batch = self.loss_over(self.sets)
+        self.optimizer = build_optimizer(self.denoiser, config.optimizer, config.learning_rate, 0.01)
+        self.mixed_precision = MixedPrecision(config.precision, "cpu", learning_rate=config.learning_rate)
+        self.ema = make_ema(self.denoiser)
+        self.phases = defaultdict(list)
+
+    def loss_over(self, sets):
+        config = self.config
+        return batch_loss(config, self.denoiser, sets, time_distribution=config.time_distribution,
+                          time_shift=config.time_shift, unshifted_share=config.unshifted_share)
+
+    def __call__(self):
+        marks = [time.perf_counter()]
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.mixed_precision.autocast():
+            loss = self.loss_of_batch(self.generator)
+        marks.append(time.perf_counter())
+        self.mixed_precision.backward(loss)
+        marks.append(time.perf_counter())
+        self.mixed_precision.step(self.optimizer, self.denoiser.parameters(), 0, loss.detach(), self.config.clip_norm)
+        marks.append(time.perf_counter())
+        update_ema(self.ema, self.denoiser, self.config.ema_decay)
+        marks.append(time.perf_counter())
+        for name, start, end in zip(("batch + forward", "backward", "clip + optimizer", "EMA"), marks, marks[1:]):
+            self.phases[name].append(end - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="sora")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--main-bucket-only", action="store_true", help="every step on the first bucket")
+    parser.add_argument("--compile", action="store_true", help="the network through torch.compile (inductor)")
+    parser.add_argument("--against", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="variants of the preset (one override each) timed in turn with it")
+    args, overrides = parser.parse_known_args()  # the rest: config overrides, --field=value
+    torch.set_num_threads(args.threads)
+    config = apply_overrides(VIDEO_PRESETS[args.preset], overrides)
+    stepper = Stepper(config, args.main_bucket_only, args.compile)
+    buckets, denoiser, optimizer, sets = stepper.buckets, stepper.denoiser, stepper.optimizer, stepper.sets
+    step = stepper
+    matmul = MatmulRate()
+    phases = stepper.phases
+    for _ in range(2):  # warm-up
+        step()
+    phases.clear()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        for _ in range(args.repeats):
+            step()
+    profiled = {name: statistics.median(times) for name, times in phases.items()}
+    phases.clear()
+    for _ in range(args.repeats):  # the step and the matmul in turn, so that the machine's drifts hit both
+        step()
+        matmul()
+    rate = matmul.median
+    medians = {name: statistics.median(times) for name, times in phases.items()}
+    total = sum(medians.values())
+
+    # FLOPs of the main bucket's forward + backward, and of one optimizer step
+    main_loss = stepper.loss_over(sets[:1])
+    with FlopCounterMode(display=False) as counter:
+        main_loss(torch.Generator().manual_seed(1)).backward()
+    model_flops = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        optimizer.step()
+    optimizer_flops = counter.get_total_flops()
+
+    print(f"preset {args.preset}: {sum(p.numel() for p in denoiser.parameters()) / 1e6:.2f} M parameters, buckets "
+          f"{', '.join(bucket.describe() + f' (batch {bucket.batch_size})' for bucket in buckets)}; torch "
+          f"{torch.__version__}, {args.threads} threads, {args.repeats} steps (median); a 1024^3 float32 matmul, timed "
+          f"between them, runs at {rate:.0f} GFLOP/s (median)\n")
+    print("| phase | s/step | share | s/step under the profiler |")
+    print("| --- | --- | --- | --- |")
+    for name, seconds in medians.items():
+        print(f"| {name} | {seconds:.3f} | {seconds / total:.0%} | {profiled[name]:.3f} |")
+    print(f"| step | {total:.3f} | 100% | {sum(profiled.values()):.3f} |\n")
+    main_rate = model_flops / total / 1e9
+    print(f"forward + backward of the main bucket: {model_flops / 1e9:.1f} GFLOP; the optimizer step: "
+          f"{optimizer_flops / 1e9:.2f} GFLOP; at the step's time that is {main_rate:.0f} GFLOP/s, "
+          f"{main_rate / rate:.0%} of the matmul rate\n")
+
+    grouped, counts = defaultdict(float), defaultdict(int)
+    rows = profiler.key_averages()
+    for row in rows:
+        grouped[category(row.key)] += row.self_cpu_time_total
+        counts[category(row.key)] += row.count
+    profiled_total = sum(grouped.values())
+    print("| ops | self time per step (s) | share | calls per step |")
+    print("| --- | --- | --- | --- |")
+    for name, microseconds in sorted(grouped.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {microseconds / 1e6 / args.repeats:.3f} | {microseconds / profiled_total:.0%} | "
+              f"{counts[name] / args.repeats:.0f} |")
+    products = grouped["matrix products"] / 1e6 / args.repeats
+    print(f"\nthe matrix products alone run at {model_flops / 1e9 / products:.0f} GFLOP/s "
+          f"(optimizer's included in their time)\n")
+    print("the 15 ops of most self time:\n")
+    print("| op | category | self time per step (s) | calls per step |")
+    print("| --- | --- | --- | --- |")
+    for row in sorted(rows, key=lambda row: -row.self_cpu_time_total)[:15]:
+        print(f"| {row.key} | {category(row.key)} | {row.self_cpu_time_total / 1e6 / args.repeats:.4f} | "
+              f"{row.count / args.repeats:.0f} |")
+
+    if args.against:
+        steppers = {"preset": step, **{variant: Stepper(apply_overrides(config, ["--" + variant]),
+                                                        args.main_bucket_only) for variant in args.against}}
+        seconds = median_seconds_in_turn(steppers, args.repeats)
+        print(f"\nvariants, a step of each in turn ({args.repeats} each, median):\n")
+        print("| variant | s/step | / preset's |")
+        print("| --- | --- | --- |")
+        for name, value in seconds.items():
+            print(f"| {name} | {value:.3f} | {value / seconds['preset']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
+
