@@ -1,5 +1,6 @@
 """The command line:
   python -m minisora train --preset tiny|sora|shapes64|ball64|toy2d|images|vae [--key=value ...]   train from a preset
+  torchrun --standalone --nproc_per_node=N -m minisora train --preset tiny|sora|...   the same run on N processes
   python -m minisora sample --checkpoint runs/tiny/model.pt --prompt "a small red circle moving right slowly"
         [--frames N] [--size HxW] [--first-frame IMAGE] [--last-frame IMAGE] [--extend VIDEO] [--extend-backward VIDEO]
         [--loop] [--edit VIDEO --strength S]
@@ -87,6 +88,11 @@ def main(argv=None) -> int:
         config = apply_overrides(Config(), overrides)
     except ValueError as error:
         parser.error(str(error))
+    from .parallel.data_parallel import world_size_from_environment
+    if world_size_from_environment() > 1 and not (arguments.command == "train" and arguments.preset in VIDEO_PRESETS):
+        parser.error(f"{arguments.command} {getattr(arguments, 'preset', '')} runs on one process; under torchrun "
+                     f"(WORLD_SIZE={world_size_from_environment()}) only the video presets train "
+                     f"({', '.join(VIDEO_PRESETS)}): start it without torchrun")
     try:
         run(config)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:  # bad settings: say so, no traceback

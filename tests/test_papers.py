@@ -30,14 +30,19 @@ def resolves(reference: str) -> bool:
     if reference.startswith("test_"):
         return re.search(rf"^def {reference}\(", TESTS, re.M) is not None
     parts = reference.removeprefix("minisora.").split(".")
-    if parts[0] == "torch":  # PyTorch's own API
+    if parts[0] == "torch":  # PyTorch's own API: its longest importable module, then attributes
         import importlib
-        target = importlib.import_module("torch")
-        for name in parts[1:]:
-            if not hasattr(target, name):
-                return False
-            target = getattr(target, name)
-        return True
+        for length in range(len(parts), 0, -1):
+            try:
+                target = importlib.import_module(".".join(parts[:length]))
+            except ImportError:
+                continue
+            for name in parts[length:]:
+                if not hasattr(target, name):
+                    return False
+                target = getattr(target, name)
+            return True
+        return False
     for length in range(len(parts) - 1, 1, -1):  # a module named by its package path: train.video.train_expert
         path = ROOT / "minisora" / Path(*parts[:length]).with_suffix(".py")
         if path.is_file():

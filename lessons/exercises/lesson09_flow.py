@@ -5,6 +5,7 @@ from typing import Callable, Optional
 import torch
 
 from minisora.diffusion.flow import DATA_PREDICTION_MIN_SIGMA, Path
+from minisora.parallel.batch import BatchShard
 
 REFERENCE_MODULES = ("minisora.diffusion.flow",)
 
@@ -37,8 +38,9 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
                        time_distribution: str = "uniform", shift: float = 1.0,
                        generator: Optional[torch.Generator] = None, unshifted_share: float = 0.0,
                        data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
-                       loss_mask: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
+                       loss_mask: Optional[torch.Tensor] = None, shard: Optional[BatchShard] = None,
+                       **cond) -> torch.Tensor:
     """Lesson 09, Lipman et al. 2023 Eq. 9: mean of || model(x_t, t, **cond) - target ||^2 over t from sample_times
     and eps ~ N(0, I) (draw t first, then eps, with the generator), weighted by sigma_t^2 for the score (the lesson's
-    checks leave loss_mask None: the mean over every element)."""
+    checks leave loss_mask and shard None: the mean over every element, on one process)."""
     raise NotImplementedError("Lesson 09: the (conditional) flow matching loss")

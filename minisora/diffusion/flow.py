@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..parallel.batch import BatchShard
 from .schedules import append_dims, masked_mean
 from .samplers import _noise_like, integrate_in_time
 from .score_sde import VPSDE
@@ -143,7 +144,8 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
                        time_distribution: str = "uniform", shift: float = 1.0,
                        generator: Optional[torch.Generator] = None, unshifted_share: float = 0.0,
                        data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
-                       loss_mask: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
+                       loss_mask: Optional[torch.Tensor] = None, shard: Optional[BatchShard] = None,
+                       **cond) -> torch.Tensor:
     """E_{t, x_0, eps} lambda_t || model(x_t, t) - target ||^2 (Lipman et al. 2023, Eq. 9 for the velocity; SiT,
     Section 2.2). lambda_t = 1, except for the score: sigma_t^2 (Song et al. 2021's weighting, which keeps the
     target's variance finite as t -> 0 and makes it the noise loss) and the data: the network predicts x_0 but is
@@ -153,10 +155,14 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     token's patch has more values than the token has width: a velocity or noise prediction cannot then reach every
     direction of the noise, which passes through to the samples; a data prediction only has to reach the data,
     which lies near a low-dimensional set. `loss_mask`, broadcastable to x0, leaves out the elements where it is 0
-    (given frames: `masked_mean`)."""
+    (given frames: `masked_mean`). With a `shard`, the whole batch's times and noise are drawn and this process's
+    rows trained on (`parallel.batch`)."""
     t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device, unshifted_share,
                      max_time).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
+    if shard is not None:
+        x0, t, noise, cond = (shard.take(x0, len(x0)), shard.take(t, len(x0)), shard.take(noise, len(x0)),
+                              shard.take_each(cond, len(x0)))
     # x_t = alpha_t x_0 + sigma_t eps
     x_t = append_dims(path.alpha(t), x0) * x0 + append_dims(path.sigma(t), x0) * noise
     error = (model(x_t, t, **cond) - flow_target(path, x0, noise, t, prediction)).pow(2)
@@ -166,7 +172,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
         sigma = path.sigma(t).clamp(min=data_min_sigma)
         # lambda_t = (alpha'_t - sigma'_t alpha_t / sigma_t)^2: the squared velocity error per unit of x_0 error
         error = error * append_dims(path.d_alpha(t) - path.d_sigma(t) * path.alpha(t) / sigma, x0) ** 2
-    return masked_mean(error, loss_mask)
+    return masked_mean(error, loss_mask, shard)
 
 
 class FlowDenoiser(nn.Module):

@@ -14,15 +14,21 @@ from typing import Optional
 
 import torch
 
+from ..parallel.batch import BatchShard, shard_mean
+
 
 def append_dims(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) -> (B, 1, ..., 1), to broadcast per-sample scalars against `like` (B, ...)."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def masked_mean(values: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                shard: Optional[BatchShard] = None) -> torch.Tensor:
     """The mean of `values` over the elements where `mask` (broadcastable to them) is not 0; all of them without a
-    mask. A loss over the generated frames alone, given frames left out."""
+    mask. A loss over the generated frames alone, given frames left out. With a `shard`, `values` are this process's
+    rows of the batch and `mask` the whole batch's: its part of the whole mean (`parallel.batch.shard_mean`)."""
+    if shard is not None:
+        return shard_mean(values, mask, shard)
     if mask is None:
         return values.mean()
     mask = mask.to(values.dtype).expand_as(values)

@@ -64,9 +64,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None,
                 key_padding_mask: Optional[torch.Tensor] = None,
-                rotary_angles: Optional[torch.Tensor] = None) -> torch.Tensor:
+                rotary_angles: Optional[torch.Tensor] = None,
+                sequence_attention: Optional[Callable] = None) -> torch.Tensor:
         """`rotary_angles` (N, D / heads / 2), for self-attention: turn queries and keys by their tokens' positions
-        (`embeddings.rotary_angles`) before the dot products."""
+        (`embeddings.rotary_angles`) before the dot products. `sequence_attention` replaces the backend with one
+        whose keys are every process's (`parallel.sequence.SequenceSharding.attention`): x is this process's
+        share of the sequence."""
         batch, tokens, dim = x.shape
         source = x if context is None else context
 
@@ -77,5 +80,6 @@ class Attention(nn.Module):
         query, key = split_heads(self.query(x)), split_heads(key)  # (B, heads, N, D / heads)
         if rotary_angles is not None:
             query, key = apply_rotary(query, rotary_angles), apply_rotary(key, rotary_angles)
-        out = get_attention_backend(self.backend)(query, key, split_heads(value), key_padding_mask)
+        attention = sequence_attention or get_attention_backend(self.backend)
+        out = attention(query, key, split_heads(value), key_padding_mask)
         return self.out(out.transpose(1, 2).reshape(batch, tokens, dim))

@@ -21,6 +21,10 @@ be given: `given_mask` (B, T) says which frames of `given` are known (the first,
 for extension; first and last, for interpolation and loops); they replace the noisy input there, and
 `frame_marking` says how the network learns which they are (a mask channel, or their own noise level 0).
 
+A long clip's tokens can be shared by several processes (sequence parallelism, lesson 14): with `sequence` set to
+a `parallel.sequence.SequenceSharding`, each process holds whole token frames, spacetime attention runs by
+Ulysses or ring attention, temporal windows by DSP's switches, and spatial (and W.A.L.T's) windows locally.
+
 The network's signature is F(x, noise_label, caption=None, given=None, given_mask=None), so it goes behind any
 denoiser wrapper of the diffusion core (`EDMDenoiser`, `FlowDenoiser`, ...) and is sampled by every sampler
 unchanged (`diffusion.conditioning.GivenFramesDenoiser` holds the given frames at their values).
@@ -34,6 +38,7 @@ from einops import rearrange
 from torch import nn
 
 from ..diffusion.conditioning import hold_given_frames
+from ..parallel.sequence import SequenceSharding, frames_to_positions, positions_to_frames
 from .attention import Attention
 from .dit import FinalLayer, initialize_adaln_zero, modulate, per_token
 from .embeddings import TimestepEmbedding, rotary_angles, sincos_position_embedding
@@ -140,21 +145,46 @@ class VideoDiTBlock(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor, grid: Tuple[int, int, int], window: Tuple[int, int, int],
                 rotary_angles: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None,
                 text_mask: Optional[torch.Tensor] = None, given_c: Optional[torch.Tensor] = None,
-                token_given: Optional[torch.Tensor] = None) -> torch.Tensor:
+                token_given: Optional[torch.Tensor] = None,
+                sequence: Optional[SequenceSharding] = None) -> torch.Tensor:
         """x (B, N, D) on the token grid (T', H', W'), c (B, D); attention within `window`, turned by
         `rotary_angles` (t h w, D / heads / 2) of positions in the window (RoPE's dot products see only differences,
-        so every window shares them); given_c and token_given as `adaptive_modulation` takes them."""
+        so every window shares them); given_c and token_given as `adaptive_modulation` takes them. With `sequence`,
+        x is this process's T' / P token frames (B, N / P, D)."""
         modulation = adaptive_modulation(self.modulation, c, given_c, token_given)
         shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
-        h = group_into_windows(modulate(self.norm1(x), shift1, scale1), grid, window)
         # x = x + alpha_1 Attn_window(gamma_1 LN(x) + beta_1)
-        attended = self.attention(h, rotary_angles=rotary_angles)
-        x = x + per_token(gate1) * ungroup_windows(attended, grid, window, x.shape[0])
+        attended = self.attend(modulate(self.norm1(x), shift1, scale1), grid, window, rotary_angles, sequence)
+        x = x + per_token(gate1) * attended
         if self.text:
             # x = x + CrossAttn(LN(x), caption tokens)
             x = x + self.cross_attention(self.norm_cross(x), context=text, key_padding_mask=text_mask)
         # x = x + alpha_2 MLP(gamma_2 LN(x) + beta_2)
         return x + per_token(gate2) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+    def attend(self, h: torch.Tensor, grid: Tuple[int, int, int], window: Tuple[int, int, int],
+               rotary_angles: Optional[torch.Tensor], sequence: Optional[SequenceSharding]) -> torch.Tensor:
+        """Self-attention of h (B, N, D) within each window of the grid; with `sequence`, of this process's token
+        frames (B, N / P, D): whole-grid windows by the sharding's method (the rotary angles of its own tokens),
+        whole-time windows by DSP (every frame of N' / P positions, then back), windows within its frames
+        locally."""
+        batch, (frames, height, width) = h.shape[0], grid
+        if sequence is None:
+            attended = self.attention(group_into_windows(h, grid, window), rotary_angles=rotary_angles)
+            return ungroup_windows(attended, grid, window, batch)
+        parts = sequence.parts
+        if tuple(window) == tuple(grid) and frames > 1:  # spacetime: every token attends to every token
+            angles = None if rotary_angles is None else sequence.shard(rotary_angles, 0)
+            return self.attention(h, rotary_angles=angles, sequence_attention=sequence.attention)
+        if window[0] == frames and frames > 1:  # temporal windows (T', 1, 1): shard positions instead of frames
+            switched = frames_to_positions(h.reshape(batch, frames // parts, height * width, -1), sequence.group)
+            local = (frames, 1, height * width // parts)  # (B, T', N' / P, D) as a grid of its own
+            attended = ungroup_windows(self.attention(group_into_windows(switched.flatten(1, 2), local, window),
+                                                      rotary_angles=rotary_angles), local, window, batch)
+            return positions_to_frames(attended.reshape(switched.shape), sequence.group).flatten(1, 2)
+        local = (frames // parts, height, width)  # windows inside each process's frames
+        return ungroup_windows(self.attention(group_into_windows(h, local, window), rotary_angles=rotary_angles),
+                               local, window, batch)
 
 
 class VideoDiT(nn.Module):
@@ -193,6 +223,7 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(self.mask_embedding.weight)  # zero-initialised: an untrained marking changes nothing
             nn.init.zeros_(self.mask_embedding.bias)
         self.tables = {}  # (kind, grid or window, device) -> sin-cos positions or rotary angles, made on first use
+        self.sequence: Optional[SequenceSharding] = None  # set while processes share each clip's tokens
 
     def table(self, kind: str, grid: Tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """The fixed sin-cos positions (1, N, D) of a token grid, or the rotary angles (N, D / heads / 2) of a window,
@@ -223,6 +254,25 @@ class VideoDiT(nn.Module):
             raise ValueError(f"given_mask must be (B, T) = {(x.shape[0], x.shape[2])} and given {tuple(x.shape)}, "
                              f"like x; got {tuple(given_mask.shape)} and {tuple(given.shape)}")
 
+    def check_sequence_sharding(self, grid: Tuple[int, int, int]) -> None:
+        """The token grid can be shared by the sharding's processes in every block of this layout."""
+        parts, (frames, height, width) = self.sequence.parts, grid
+        fix = (f"train sizes whose token frames (frames / temporal_patch) {parts} divides, or use "
+               f"--sequence_parallel={math.gcd(frames, parts)}")
+        if frames % parts or frames < parts:
+            raise ValueError(f"{frames} token frames cannot be shared by {parts} processes (sequence parallelism "
+                             f"splits whole token frames); {fix}")
+        for window in block_windows(self.config, grid):
+            if window[0] == frames and tuple(window) != tuple(grid) and (height * width) % parts:
+                raise ValueError(f"temporal blocks switch to sharing positions: {height * width} positions per "
+                                 f"frame cannot be shared by {parts} processes; {fix}")
+            if window[0] not in (frames, 1) and (frames // parts) % window[0]:
+                raise ValueError(f"windows of {window[0]} token frames cross the processes' shares of "
+                                 f"{frames // parts}; {fix}")
+            if tuple(window) == tuple(grid) and self.sequence.method == "ulysses" and self.config.heads % parts:
+                raise ValueError(f"Ulysses shares heads: {self.config.heads} heads cannot be shared by {parts} "
+                                 f"processes; use --sequence_method=ring or a head count {parts} divides")
+
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, caption: Optional[torch.Tensor] = None,
                 given: Optional[torch.Tensor] = None, given_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         config = self.config
@@ -236,6 +286,9 @@ class VideoDiT(nn.Module):
             x = torch.cat([x[:, :, :1]] * padding + [x], dim=2)
             given_mask = None if given_mask is None else torch.cat([given_mask[:, :1]] * padding + [given_mask], 1)
         grid = check_patchable(x.shape, self.patch)
+        sequence = self.sequence
+        if sequence is not None:
+            self.check_sequence_sharding(grid)
         tokens = self.patch_embedding(patchify(x, self.patch)) + self.table("position", grid, x.device)  # (B, N, D)
         batch, spatial_tokens = x.shape[0], grid[1] * grid[2]
         noise_label = noise_label.expand(batch)
@@ -249,6 +302,9 @@ class VideoDiT(nn.Module):
             elif config.frame_marking == "noise_level":
                 token_given = frame_flags.all(dim=-1).expand(-1, -1, spatial_tokens).reshape(batch, -1)  # (B, N)
                 given_c = self.noise_embedding(torch.zeros_like(noise_label))  # (B, D)
+        if sequence is not None:  # this process's token frames: (B, N / P, D)
+            tokens = sequence.shard(tokens, 1)
+            token_given = None if token_given is None else sequence.shard(token_given, 1)
         text = text_mask = None
         if caption is not None:
             text, text_mask, pooled = self.text_encoder(caption)  # (B, M, D_text), (B, M), (B, D_text)
@@ -259,7 +315,10 @@ class VideoDiT(nn.Module):
         for block, window in zip(self.blocks, windows):
             angles = self.table("rotary", window, x.device) if config.rotary else None
             tokens = run_block(block, config.checkpoint_activations, tokens, c, grid, window, angles, text,
-                               text_mask, given_c, token_given)
+                               text_mask, given_c, token_given, sequence)
         shift, scale = adaptive_modulation(self.final.modulation, c, given_c, token_given).chunk(2, dim=-1)
         patches = self.final.linear(modulate(self.final.norm(tokens), shift, scale))
-        return unpatchify(patches, self.patch, grid)[:, :, padding:]  # (B, C, T, H, W)
+        if sequence is not None:  # every process's tokens, the whole output on each
+            patches = sequence.gather(patches, 1)
+        out = unpatchify(patches, self.patch, grid)  # (B, C, T, H, W)
+        return out[:, :, padding:] if padding else out  # not a view unless it must be (FSDP warns of views)

@@ -6,8 +6,10 @@ from torch import nn
 
 
 def make_ema(model: nn.Module) -> nn.Module:
-    """A frozen copy of `model` to hold the average, kept in float32."""
-    ema = copy.deepcopy(model).float().eval()
+    """A frozen copy of `model` to hold the average, kept in float32 (float64 for a float64 model)."""
+    ema = copy.deepcopy(model).eval()
+    if any(parameter.dtype != torch.float64 for parameter in ema.parameters()):
+        ema.float()
     ema.requires_grad_(False)
     return ema
 
@@ -16,4 +18,4 @@ def make_ema(model: nn.Module) -> nn.Module:
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
     for average, current in zip(ema.parameters(), model.parameters()):
-        average.lerp_(current.detach().float(), 1 - decay)
+        average.lerp_(current.detach().to(average.dtype), 1 - decay)

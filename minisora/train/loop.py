@@ -1,7 +1,9 @@
 """The training loop every trainer in minisora runs: AdamW (or Muon, see optimizers.py), a learning rate that warms
 up, holds, then decays, EMA of weights, gradient accumulation and clipping, mixed precision, skipped steps on
 non-finite gradients (an error when they persist), tqdm progress with the loss, metrics to a JSON-lines file, and
-checkpoints to resume from. Trainers supply the model and a function that draws a batch and returns its loss."""
+checkpoints to resume from, on one process or several (parallel/). Trainers supply the model and a function that
+draws a batch and returns its loss."""
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from tqdm.auto import tqdm
 
+from ..parallel.data_parallel import DataParallel, load_whole_optimizer_state, load_whole_state, whole
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import make_ema, update_ema
 from .optimizers import build_optimizer
@@ -52,59 +55,75 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
                learning_rate: float, ema_decay: float, seed: int, description: str = "train",
                progress: bool = True, checkpointing: Optional[Checkpointing] = None, precision: str = "fp32",
                warmup_steps: int = 0, accumulation: int = 1, clip_norm: float = 0.0, weight_decay: float = 0.01,
-               logging: Optional[Logging] = None, optimizer: str = "adamw") -> Tuple[torch.nn.Module, List[float]]:
+               logging: Optional[Logging] = None, optimizer: str = "adamw",
+               parallel: Optional[DataParallel] = None, ema: Optional[torch.nn.Module] = None
+               ) -> Tuple[torch.nn.Module, List[float]]:
     """Optimise `model` for `steps` optimizer steps of loss_of_batch(generator), which draws its own batch; returns
     (ema copy of the model, per-step losses). Each step accumulates the gradients of `accumulation` batches (the
     mean of their losses), clips their norm to `clip_norm` when positive, and updates with `optimizer` ("adamw", or
     "muon" for the transformer blocks' matrices and AdamW for the rest) at learning_rate * learning_rate_factor(step).
     `precision` "bf16" or "fp16" runs the loss under autocast with float32 master weights (see precision.py).
     Deterministic on CPU for a given seed, and a resumed run continues exactly as an uninterrupted one would (the
-    batch generator's and torch's random states are checkpointed too)."""
+    batch generator's and torch's random states are checkpointed too). Under data parallelism (`parallel`, with
+    loss_of_batch training the network `parallel.wrap` made) every process runs this loop alike; gradients are
+    all-reduced at each step's last micro-batch only, and process 0 alone shows progress, logs and saves (whole
+    tensors, gathered from the shards under FSDP, whose sharded model cannot be copied: pass its `ema`, a copy made
+    before sharding and sharded alike)."""
     if steps < 1 or accumulation < 1 or warmup_steps < 0 or clip_norm < 0:
         raise ValueError(f"need steps >= 1, accumulation >= 1, warmup_steps >= 0 and clip_norm >= 0; got steps="
                          f"{steps}, accumulation={accumulation}, warmup_steps={warmup_steps}, clip_norm={clip_norm}")
     generator = torch.Generator().manual_seed(seed)
     device_type = next(model.parameters()).device.type
     mixed_precision = MixedPrecision(precision, device_type, learning_rate=learning_rate)
-    ema = make_ema(model)
+    ema = make_ema(model) if ema is None else ema
     optimizer = build_optimizer(model, optimizer, learning_rate, weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, steps,
                                                                                               warmup_steps))
     losses: List[float] = []
     if checkpointing is not None and checkpointing.resume and Path(checkpointing.path).exists():
         state = load_checkpoint(checkpointing.path, checkpointing.config, checkpointing.may_differ)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_whole_state(model, state["model"])
+        load_whole_state(ema, state["ema"])
+        load_whole_optimizer_state(optimizer, state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         mixed_precision.load_state_dict(state["precision"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         losses = list(state["losses"])
-    if logging is not None:  # keep the lines of the steps the weights have seen; a resumed run writes the rest
+    main = parallel is None or parallel.is_main
+    if logging is not None and main:  # keep the lines of the steps the weights have seen; a resumed run writes the rest
         kept = read_metrics(logging.path, up_to_step=len(losses))
         Path(logging.path).parent.mkdir(parents=True, exist_ok=True)
         Path(logging.path).write_text("".join(json.dumps(line) + "\n" for line in kept))
 
-    def save() -> None:
+    def save() -> None:  # on every process: the shards are gathered on all, process 0 writes
+        weights = whole({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict()})
+        if not main:
+            return
         save_checkpoint(checkpointing.path, {
-            "config": checkpointing.config, "step": len(losses), "losses": losses, "model": model.state_dict(),
-            "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "config": checkpointing.config, "step": len(losses), "losses": losses, **weights,
+            "schedule": schedule.state_dict(),
             "precision": mixed_precision.state_dict(), "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state()})
         if checkpointing.on_save is not None:
             checkpointing.on_save(len(losses), ema)
 
-    bar = tqdm(range(len(losses), steps), desc=description, disable=not progress, initial=len(losses), total=steps)
+    bar = tqdm(range(len(losses), steps), desc=description, disable=not (progress and main), initial=len(losses),
+               total=steps)
     since, norms = time.perf_counter(), []
     for _ in bar:
         optimizer.zero_grad(set_to_none=True)
         loss = 0.0
-        for _ in range(accumulation):
-            with mixed_precision.autocast():
-                part = loss_of_batch(generator) / accumulation
-            mixed_precision.backward(part)
+        for micro_batch in range(accumulation):
+            # the gradients of all micro-batches but the last add up locally: one all-reduce a step
+            last = parallel is None or micro_batch == accumulation - 1
+            with contextlib.nullcontext() if last else parallel.skip_gradient_sync():
+                with mixed_precision.autocast():
+                    part = loss_of_batch(generator) / accumulation
+                mixed_precision.backward(part)
             loss = loss + part.detach()
+        if parallel is not None:  # each process holds its part of the whole batch's loss
+            loss = parallel.average(loss)
         gradient_norm = mixed_precision.step(optimizer, model.parameters(), len(losses), loss, clip_norm)
         if gradient_norm is not None:
             update_ema(ema, model, ema_decay)
@@ -114,7 +133,7 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
         losses.append(loss.item())
         if len(losses) % 10 == 0:
             bar.set_postfix(loss=f"{sum(losses[-10:]) / 10:.4f}")
-        if logging is not None and len(losses) % logging.every == 0:
+        if logging is not None and main and len(losses) % logging.every == 0:
             seconds = time.perf_counter() - since
             line = {"step": len(losses), "loss": sum(losses[-logging.every:]) / logging.every,
                     "learning_rate": learning_rate_used, "gradient_norm": sum(norms) / max(1, len(norms)),

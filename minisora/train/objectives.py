@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..diffusion.edm import EDMDenoiser, edm_loss
+from ..parallel.batch import BatchShard
 from ..diffusion.flow import DATA_PREDICTION_MIN_SIGMA, FlowDenoiser, Path as FlowPath, flow_matching_loss
 
 OBJECTIVES = ("edm", "flow")
@@ -30,15 +31,31 @@ def wrap_network(network: nn.Module, objective: str, prediction: str = "velocity
     return FlowDenoiser(network, FlowPath("linear"), prediction)
 
 
+def around(denoiser: nn.Module, network: nn.Module) -> nn.Module:
+    """The denoiser of `wrap_network` around another network: the same network as the processes of a data parallel
+    run train it (parallel/data_parallel.py), sharing its parameters."""
+    if isinstance(denoiser, EDMDenoiser):
+        return EDMDenoiser(network, sigma_data=denoiser.sigma_data)
+    return FlowDenoiser(network, denoiser.path, denoiser.prediction)
+
+
+def network_of(denoiser: nn.Module) -> nn.Module:
+    """The network inside a denoiser of `wrap_network`."""
+    return denoiser.net if isinstance(denoiser, EDMDenoiser) else denoiser.model
+
+
 def objective_loss(denoiser: nn.Module, x0: torch.Tensor, objective: str, generator: Optional[torch.Generator] = None,
                    time_distribution: str = "uniform", time_shift: float = 1.0, unshifted_share: float = 0.0,
                    data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
-                   loss_mask: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
+                   loss_mask: Optional[torch.Tensor] = None, shard: Optional[BatchShard] = None,
+                   **cond) -> torch.Tensor:
     """The loss of `objective` on clean data x0 (B, ...): EDM's weighted denoising loss, or flow matching with times
     drawn from `time_distribution` ("uniform" or "logit_normal") shifted by `time_shift` except for a share
     `unshifted_share`, scaled into (0, `max_time`], a data prediction's weight capped at sigma_t = `data_min_sigma`
-    (flow only), over the elements where `loss_mask` (broadcastable to x0) is not 0."""
+    (flow only), over the elements where `loss_mask` (broadcastable to x0) is not 0; with a `shard`, this process's
+    rows of the batch (`parallel.batch`)."""
     if check_objective(objective) == "edm":
-        return edm_loss(denoiser, x0, sigma_data=SIGMA_DATA, generator=generator, loss_mask=loss_mask, **cond)
+        return edm_loss(denoiser, x0, sigma_data=SIGMA_DATA, generator=generator, loss_mask=loss_mask, shard=shard,
+                        **cond)
     return flow_matching_loss(denoiser.model, x0, denoiser.path, denoiser.prediction, time_distribution, time_shift,
-                              generator, unshifted_share, data_min_sigma, max_time, loss_mask, **cond)
+                              generator, unshifted_share, data_min_sigma, max_time, loss_mask, shard, **cond)

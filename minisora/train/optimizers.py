@@ -27,10 +27,11 @@ def newton_schulz_orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float
     X <- a X + (b X X^T + c (X X^T)^2) X, from X = matrix / ||matrix||_F. On each singular value s the iteration is
     the scalar polynomial s <- a s + b s^3 + c s^5, which carries every s in (0, 1] to between about 0.7 and 1.2 in
     five steps (not exactly 1: a steeper start at s near 0 served training better, Jordan et al. 2024). Computed in
-    float32."""
+    float32 (float64 for float64 matrices)."""
     a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     wide = matrix.shape[-2] <= matrix.shape[-1]
-    x = matrix.float() if wide else matrix.float().mT  # (rows <= columns): X X^T is the smaller Gram matrix
+    x = matrix.to(torch.promote_types(matrix.dtype, torch.float32))
+    x = x if wide else x.mT  # (rows <= columns): X X^T is the smaller Gram matrix
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # ||X||_F = 1: every singular value is at most 1
     for _ in range(steps):
         gram = x @ x.mT

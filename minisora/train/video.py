@@ -37,14 +37,18 @@ from ..diffusion.guidance import drop_condition
 from ..models.text import PAD, CaptionTokenizer, split_words
 from ..models.vae import VideoVAE
 from ..models.video_dit import VideoDiT, VideoDiTConfig
+from ..parallel.batch import BatchShard
+from ..parallel import data_parallel
+from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
 from ..scoring import WORLD_ATTRIBUTES, score_videos
 from .checkpoint import check_run_folder, save_checkpoint
+from .ema import make_ema
 from .loop import Checkpointing, Logging, train_loop
 from .video_config import VideoConfig, parse_window
 from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
                          training_clips)
-from .objectives import NOISE_LABEL_SCALES, objective_loss, wrap_network
+from .objectives import NOISE_LABEL_SCALES, around, network_of, objective_loss, wrap_network
 from .vae import VAEConfig, load_vae, run_vae
 
 
@@ -106,11 +110,13 @@ MAY_DIFFER_ON_RESUME = ("resume", "overwrite", "checkpoint_every", "out_dir", "s
                         "guidance_min_sigma", "expert_sigma")
 
 
-def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet], **times):
+def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet],
+               shard: Optional[BatchShard] = None, **times):
     """loss_of_batch(generator) for the loop: a bucket drawn by weight, a random batch of its clips and captions, a
     tenth of the captions dropped for the null one, each clip given the frames of a task drawn from `task_mix`
     (slightly noised, left out of the loss), the objective's loss at times drawn as `times` (objective_loss's time
-    arguments) say, a time_shift among them scaled to the bucket's size (`buckets.shift_for`)."""
+    arguments) say, a time_shift among them scaled to the bucket's size (`buckets.shift_for`). With a `shard`, the
+    whole batch is drawn and this process's rows trained on (parallel/batch.py)."""
     device = torch.device(config.device)
     mix = parse_task_mix(config.task_mix)
     reference = sets[0][0]
@@ -130,36 +136,57 @@ def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[Tr
                           loss_mask=frames_axis(~given_mask).to(device))
         shift = {"time_shift": shift_for(bucket, reference, times["time_shift"])} if "time_shift" in times else {}
         return objective_loss(denoiser, clips, config.objective, generator, data_min_sigma=config.data_min_sigma,
-                              caption=ids.to(device), **frames, **{**times, **shift})
+                              caption=ids.to(device), shard=shard, **frames, **{**times, **shift})
     return loss_of_batch
 
 
+def training_view(denoiser: torch.nn.Module, parallel: Optional[DataParallel]
+                  ) -> Tuple[dict, Optional[torch.nn.Module]]:
+    """What batch_loss needs to train `denoiser` on this process (the denoiser around the network as the processes
+    train it, and this process's share of each batch), and the EMA module train_loop needs (FSDP's: a copy made
+    before sharding, sharded alike; else None, train_loop copies). The denoiser itself on one process."""
+    if parallel is None:
+        return dict(denoiser=denoiser), None
+    if parallel.mode == "fsdp":  # sharded in place
+        ema = make_ema(denoiser)
+        parallel.shard_weights(network_of(ema))
+        parallel.wrap(network_of(denoiser))
+        return dict(denoiser=denoiser, shard=parallel.shard), ema
+    return dict(denoiser=around(denoiser, parallel.wrap(network_of(denoiser))), shard=parallel.shard), None
+
+
 def train_video(config: VideoConfig, sets: Sequence[TrainingSet], vocabulary_size: int, progress: bool = True,
-                on_save=None):
-    """Train the video DiT on its training sets (a bucket, data (N, C, T, H, W) and caption ids (N, M) each);
-    returns (ema denoiser, losses)."""
+                on_save=None, parallel: Optional[DataParallel] = None):
+    """Train the video DiT on its training sets (a bucket, data (N, C, T, H, W) and caption ids (N, M) each), on
+    this process or as one of the processes of `parallel`; returns (ema denoiser, losses)."""
     torch.manual_seed(config.seed)
     denoiser = build_denoiser(config, sets[0][1].shape[1:], vocabulary_size).to(config.device)
-    loss_of_batch = batch_loss(config, denoiser, sets, time_distribution=config.time_distribution,
-                               time_shift=config.time_shift, unshifted_share=config.unshifted_share)
+    view, ema = training_view(denoiser, parallel)
+    loss_of_batch = batch_loss(config, sets=sets, time_distribution=config.time_distribution,
+                               time_shift=config.time_shift, unshifted_share=config.unshifted_share, **view)
     out = Path(config.out_dir)
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
                                   may_differ=MAY_DIFFER_ON_RESUME, on_save=on_save)
-    return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
-                      f"train the video DiT on {config.dataset}", progress, checkpointing, config.precision,
-                      config.warmup_steps, config.accumulation, config.clip_norm,
-                      logging=Logging(out / "metrics.jsonl"), optimizer=config.optimizer)
+    ema, losses = train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay,
+                             config.seed, f"train the video DiT on {config.dataset}", progress, checkpointing,
+                             config.precision, config.warmup_steps, config.accumulation, config.clip_norm,
+                             logging=Logging(out / "metrics.jsonl"), optimizer=config.optimizer, parallel=parallel,
+                             ema=ema)
+    plain = build_denoiser(config, sets[0][1].shape[1:], vocabulary_size).to(config.device)
+    network_of(ema).sequence = None  # sampled by one process
+    return unsharded(ema, plain), losses
 
 
 def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet],
-                 progress: bool = True) -> NoiseLevelExperts:
+                 progress: bool = True, parallel: Optional[DataParallel] = None) -> NoiseLevelExperts:
     """The trained denoiser with a clean-end expert beside it (Balaji et al. 2022): a copy fine-tuned for
     `expert_steps` on times uniform in (0, expert_max_time], sampled with below noise level `expert_sigma`.
     The main run's times, shifted towards noise, leave the clean end few draws (4% below t = 0.3); there the
     triangles' tips and the squares' corners are drawn."""
     expert = copy.deepcopy(denoiser).to(config.device).train().requires_grad_(True)
-    loss_of_batch = batch_loss(config, expert, sets, time_distribution="uniform",
-                               max_time=config.expert_max_time)
+    plain = copy.deepcopy(expert)
+    view, ema = training_view(expert, parallel)
+    loss_of_batch = batch_loss(config, sets=sets, time_distribution="uniform", max_time=config.expert_max_time, **view)
     out = Path(config.out_dir)
     checkpointing = Checkpointing(out / "expert_checkpoint.pt", asdict(config), config.checkpoint_every,
                                   config.resume, may_differ=MAY_DIFFER_ON_RESUME)
@@ -168,8 +195,10 @@ def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[
     expert, _ = train_loop(expert, loss_of_batch, config.expert_steps, config.expert_learning_rate,
                            config.expert_ema_decay, config.seed + 1, "train the clean-end expert", progress,
                            checkpointing, config.precision, warmup, config.accumulation, config.clip_norm,
-                           logging=Logging(out / "expert_metrics.jsonl"), optimizer=config.optimizer)
-    return NoiseLevelExperts(denoiser, expert, config.expert_sigma)
+                           logging=Logging(out / "expert_metrics.jsonl"), optimizer=config.optimizer,
+                           parallel=parallel, ema=ema)
+    network_of(expert).sequence = None
+    return NoiseLevelExperts(denoiser, unsharded(expert, plain), config.expert_sigma)
 
 
 def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", columns: int = 8) -> None:
@@ -280,29 +309,38 @@ def prepare_data(config: VideoConfig, progress: bool = True):
 
 
 def run_video(config: VideoConfig, progress: bool = True) -> dict:
-    """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics."""
+    """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics. Launched
+    by torchrun, every process prepares the data and trains (`config.parallel`); process 0 alone writes, samples
+    and scores, and the others return {} when training ends."""
     from ..plotting import draw_loss_curve
 
     check_device(config.device)
     check_run_folder(config.out_dir, config.overwrite, config.resume)
+    parallel = data_parallel.start(config.parallel, config.device, config.sequence_parallel, config.sequence_method)
+    if parallel is not None:
+        parallel.barrier()  # every process has checked the folder before process 0 writes in it
+        progress = progress and parallel.is_main
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    start_time = time.time()
     sets, tokenizer, vae, held_out_videos, held_out_captions, folder = prepare_data(config, progress)
-    vae_seconds = time.time() - start
+    vae_seconds = time.time() - start_time
     data_shape = tuple(sets[0][1].shape[1:])
     prepared = time.time()
-    denoiser, losses = train_video(config, sets, len(tokenizer), progress)
+    denoiser, losses = train_video(config, sets, len(tokenizer), progress, parallel=parallel)
     if config.expert_steps:
-        denoiser = train_expert(config, denoiser, sets, progress)
+        denoiser = train_expert(config, denoiser, sets, progress, parallel)
     train_seconds = time.time() - prepared
+    data_parallel.finish(parallel)  # the processes' last collective is behind them
+    if parallel is not None and not parallel.is_main:
+        return {}
     denoiser = denoiser.cpu()
     save_model(out / "model.pt", config, tokenizer, data_shape, denoiser, vae)
     torch.manual_seed(config.seed + 2)
     untrained_model = build_denoiser(config, data_shape, len(tokenizer))
     if folder is not None:
         return report_folder_run(config, folder, denoiser, untrained_model, tokenizer, held_out_videos,
-                                 held_out_captions, data_shape, losses, train_seconds, start)
+                                 held_out_captions, data_shape, losses, train_seconds, start_time)
     scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
     untrained, _ = score_samples(untrained_model, tokenizer, vae, held_out_captions, config, data_shape)
     reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
@@ -332,11 +370,11 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
                "data_shape": list(data_shape),
                "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
                "prepare_seconds": round(vae_seconds, 1),
-               "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start, 1),
+               "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start_time, 1),
                "config": asdict(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     expert = f" and {config.expert_steps} of the clean-end expert" if config.expert_steps else ""
-    print(f"trained {config.steps} steps{expert} in {train_seconds:.0f} s ({time.time() - start:.0f} s in all); "
+    print(f"trained {config.steps} steps{expert} in {train_seconds:.0f} s ({time.time() - start_time:.0f} s in all); "
           f"{len(held_out_captions)} samples for captions never trained on, scored against the world:")
     for name in ("trained", "untrained", *reference):
         row = metrics[name]

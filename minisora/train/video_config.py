@@ -8,6 +8,8 @@ from ..data.buckets import parse_buckets, unseen_buckets
 from ..diffusion.conditioning import parse_task_mix
 from ..diffusion.flow import Path as FlowPath
 from ..models.video_dit import FRAME_MARKINGS
+from ..parallel.data_parallel import PARALLEL_MODES
+from ..parallel.sequence import SEQUENCE_METHODS
 from .objectives import check_objective
 
 SPACES = ("latent", "pixel")
@@ -81,6 +83,12 @@ class VideoConfig:
     checkpoint_every: int = 200  # steps between resumable checkpoints
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
     device: str = "cpu"  # "cpu" or "cuda"
+    parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
+    # "ddp" (each holds the model, trains on its share of every batch; parallel/data_parallel.py) or "fsdp" (each
+    # holds a shard of the weights, gradients and optimizer state); one process ignores it
+    sequence_parallel: int = 1  # processes that share each clip's tokens instead of the batch (sequence parallelism,
+    # parallel/sequence.py): 1, or all of torchrun's processes
+    sequence_method: str = "ulysses"  # attention over a shared sequence: "ulysses" or "ring" (temporal blocks: DSP)
     seed: int = 0  # seeds data, initialisation, training and sampling
     out_dir: str = "runs/tiny"  # model.pt, samples.gif/.mp4/.png, loss.png, metrics.jsonl, metrics.json
     overwrite: bool = False  # replace a finished (or start over an unfinished) run in out_dir
@@ -94,6 +102,10 @@ class VideoConfig:
         if self.frame_marking not in FRAME_MARKINGS:
             raise ValueError(f"frame_marking must be one of {FRAME_MARKINGS}, got {self.frame_marking!r}")
         parse_task_mix(self.task_mix)
+        if self.parallel not in PARALLEL_MODES:
+            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}")
+        if self.sequence_method not in SEQUENCE_METHODS:
+            raise ValueError(f"sequence_method must be one of {SEQUENCE_METHODS}, got {self.sequence_method!r}")
         unseen_buckets(self.unseen_sizes)
         if self.buckets:
             parse_buckets(self.buckets)
@@ -121,7 +133,7 @@ VIDEO_CONFIG_RANGES = {
     "expert_steps": "[0, inf)", "expert_max_time": "(0, 1]", "expert_sigma": "(0, inf)",
     "expert_learning_rate": "(0, inf)", "expert_ema_decay": "[0, 1)", "caption_dropout": "[0, 1]",
     "sampling_steps": "[1, inf)", "guidance": "[0, inf)", "guidance_min_sigma": "[0, inf)",
-    "checkpoint_every": "[0, inf)", "seed": "[0, inf)",
+    "checkpoint_every": "[0, inf)", "seed": "[0, inf)", "sequence_parallel": "[1, inf)",
 }
 GPU_PRESET = dict(image_size=64, num_frames=17, space="latent", patch_size=2, temporal_patch=1, num_clips=20000,
                   held_out=128, hidden=384, depth=12, heads=6, steps=20000, batch_size=64, learning_rate=3e-4,
