@@ -70,6 +70,7 @@ def training_step(mode: str, repeats: int):
              torch.randint(3, 40, (64, config.caption_length), generator=generator))]
     torch.manual_seed(0)
     denoiser = build_denoiser(config, (3, 16, 32, 32), 40)
+    parameters = sum(parameter.numel() for parameter in denoiser.parameters())
     parallel = None if mode == "alone" else DataParallel(dist.get_rank(), dist.get_world_size(),
                                                          torch.device("cpu"), mode)
     view, _ = training_view(denoiser, parallel)
@@ -84,8 +85,7 @@ def training_step(mode: str, repeats: int):
         loss_of_batch(generator).backward()
         optimizer.step()
 
-    return measure(step, repeats), sum(parameter.numel() for parameter in build_denoiser(config, (3, 16, 32, 32),
-                                                                                         40).parameters())
+    return measure(step, repeats), parameters
 
 
 def attention_step(method: str, repeats: int):

@@ -4,6 +4,7 @@ losses (float64, against the whole batch's gradient), a few training steps under
 weights in model.pt, the metrics process 0 alone writes, resuming across process counts, sequence parallelism)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,12 +76,21 @@ def test_a_batch_the_processes_cannot_share_evenly_is_a_clear_error():
         BatchShard(1, 4).rows(6)
 
 
-def torchrun(*arguments, processes: int = 2) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node=processes ARGUMENTS` on gloo, a thread a process, bounded in time."""
+def torchrun(*arguments, processes: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=processes ARGUMENTS` on gloo, a thread a process, bounded in time:
+    past `timeout` torchrun and every process it started are killed (they share a session) and the test fails."""
     environment = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={processes}", *map(str, arguments)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=environment)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               *map(str, arguments)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=environment, start_new_session=True) as launched:
+        try:
+            stdout, stderr = launched.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(launched.pid, signal.SIGKILL)
+            launched.communicate()
+            pytest.fail(f"torchrun {' '.join(map(str, arguments))} ran past {timeout} s; its processes were killed")
+    return subprocess.CompletedProcess(command, launched.returncode, stdout, stderr)
 
 
 def overrides(config: dict) -> list:

@@ -70,8 +70,7 @@ def edm_loss(denoiser: Callable, x0: torch.Tensor, sigma_data: float = 0.5, p_me
     sigma = sample_training_sigmas(x0.shape[0], p_mean, p_std, generator, x0.device).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     if shard is not None:
-        x0, sigma, noise, cond = (shard.take(x0, len(x0)), shard.take(sigma, len(x0)), shard.take(noise, len(x0)),
-                                  shard.take_each(cond, len(x0)))
+        x0, sigma, noise, cond = (shard.take(value, len(x0)) for value in (x0, sigma, noise, cond))
     denoised = denoiser(x0 + append_dims(sigma, x0) * noise, sigma, **cond)
     weight = append_dims(edm_loss_weight(sigma, sigma_data), x0)
     return masked_mean(weight * (denoised - x0) ** 2, loss_mask, shard)

@@ -161,8 +161,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
                      max_time).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     if shard is not None:
-        x0, t, noise, cond = (shard.take(x0, len(x0)), shard.take(t, len(x0)), shard.take(noise, len(x0)),
-                              shard.take_each(cond, len(x0)))
+        x0, t, noise, cond = (shard.take(value, len(x0)) for value in (x0, t, noise, cond))
     # x_t = alpha_t x_0 + sigma_t eps
     x_t = append_dims(path.alpha(t), x0) * x0 + append_dims(path.sigma(t), x0) * noise
     error = (model(x_t, t, **cond) - flow_target(path, x0, noise, t, prediction)).pow(2)

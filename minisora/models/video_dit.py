@@ -173,10 +173,10 @@ class VideoDiTBlock(nn.Module):
             attended = self.attention(group_into_windows(h, grid, window), rotary_angles=rotary_angles)
             return ungroup_windows(attended, grid, window, batch)
         parts = sequence.parts
-        if tuple(window) == tuple(grid) and frames > 1:  # spacetime: every token attends to every token
+        if tuple(window) == tuple(grid):  # spacetime: every token attends to every token
             angles = None if rotary_angles is None else sequence.shard(rotary_angles, 0)
             return self.attention(h, rotary_angles=angles, sequence_attention=sequence.attention)
-        if window[0] == frames and frames > 1:  # temporal windows (T', 1, 1): shard positions instead of frames
+        if window[0] == frames:  # temporal windows (T', 1, 1): shard positions instead of frames
             switched = frames_to_positions(h.reshape(batch, frames // parts, height * width, -1), sequence.group)
             local = (frames, 1, height * width // parts)  # (B, T', N' / P, D) as a grid of its own
             attended = ungroup_windows(self.attention(group_into_windows(switched.flatten(1, 2), local, window),

@@ -32,13 +32,13 @@ class BatchShard:
         return slice(self.rank * share, (self.rank + 1) * share)
 
     def take(self, value, batch_size: int):
-        """This process's rows of a tensor whose first dimension is the batch; anything else as it is."""
+        """This process's rows of a tensor whose first dimension is the batch (of each one in a dict of them, a
+        network's conditions); anything else as it is."""
+        if isinstance(value, dict):
+            return {name: self.take(item, batch_size) for name, item in value.items()}
         if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
             return value[self.rows(batch_size)]
         return value
-
-    def take_each(self, values: dict, batch_size: int) -> dict:
-        return {name: self.take(value, batch_size) for name, value in values.items()}
 
 
 def shard_mean(values: torch.Tensor, mask: Optional[torch.Tensor], shard: BatchShard) -> torch.Tensor:

@@ -67,8 +67,8 @@ def every_sequence_difference() -> dict:
 def data_parallel_difference(mode: str = "ddp", steps: int = 3) -> float:
     """A tiny video DiT trained for `steps` steps (Muon, clipping, given frames, two accumulated micro-batches a
     step) by this process as one of the group under `mode` ("ddp" or "fsdp"), against the same training by this
-    process alone: the largest difference between the trained weights (float64; the EMA, kept in float32, at decay
-    0 is the weights rounded to float32)."""
+    process alone: the largest difference between the trained weights (float64; the EMA at decay 0 is the
+    weights)."""
     import tempfile
     from dataclasses import replace
 

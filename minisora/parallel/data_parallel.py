@@ -23,7 +23,7 @@ process RANK, WORLD_SIZE and LOCAL_RANK in its environment and OMP_NUM_THREADS=1
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -136,11 +136,16 @@ def load_whole_state(module: nn.Module, state: dict) -> None:
     module.load_state_dict({name: shard_like(value, current.get(name)) for name, value in state.items()})
 
 
-def unsharded(module: nn.Module, plain: nn.Module) -> nn.Module:
-    """`module` whole on every process: itself when it holds no shards, else `plain` (an unsharded module of the same
+def unsharded(module: nn.Module, make_plain: Callable[[], nn.Module]) -> nn.Module:
+    """A trained EMA `module` as one process samples it: its networks no longer share their tokens, and its weights
+    whole on every process — itself when it holds no shards, else `make_plain()` (an unsharded module of the same
     architecture) loaded with its gathered weights, in eval mode and frozen as the EMA it was."""
+    for part in module.modules():
+        if getattr(part, "sequence", None) is not None:
+            part.sequence = None  # the sharing was the training processes' (models/video_dit.py)
     if not any(isinstance(parameter, DTensor) for parameter in module.parameters()):
         return module
+    plain = make_plain()
     plain.load_state_dict(whole(module.state_dict()))
     return plain.eval().requires_grad_(False)
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ..diffusion.edm import EDMDenoiser, edm_loss
-from ..parallel.batch import BatchShard
 from ..diffusion.flow import DATA_PREDICTION_MIN_SIGMA, FlowDenoiser, Path as FlowPath, flow_matching_loss
+from ..parallel.batch import BatchShard
 
 OBJECTIVES = ("edm", "flow")
 SIGMA_DATA = 0.5  # EDM's sigma_data for data in [-1, 1] (and for unit-variance latents it is near enough)

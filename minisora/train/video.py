@@ -160,7 +160,8 @@ def train_video(config: VideoConfig, sets: Sequence[TrainingSet], vocabulary_siz
     """Train the video DiT on its training sets (a bucket, data (N, C, T, H, W) and caption ids (N, M) each), on
     this process or as one of the processes of `parallel`; returns (ema denoiser, losses)."""
     torch.manual_seed(config.seed)
-    denoiser = build_denoiser(config, sets[0][1].shape[1:], vocabulary_size).to(config.device)
+    data_shape = sets[0][1].shape[1:]
+    denoiser = build_denoiser(config, data_shape, vocabulary_size).to(config.device)
     view, ema = training_view(denoiser, parallel)
     loss_of_batch = batch_loss(config, sets=sets, time_distribution=config.time_distribution,
                                time_shift=config.time_shift, unshifted_share=config.unshifted_share, **view)
@@ -172,9 +173,7 @@ def train_video(config: VideoConfig, sets: Sequence[TrainingSet], vocabulary_siz
                              config.precision, config.warmup_steps, config.accumulation, config.clip_norm,
                              logging=Logging(out / "metrics.jsonl"), optimizer=config.optimizer, parallel=parallel,
                              ema=ema)
-    plain = build_denoiser(config, sets[0][1].shape[1:], vocabulary_size).to(config.device)
-    network_of(ema).sequence = None  # sampled by one process
-    return unsharded(ema, plain), losses
+    return unsharded(ema, lambda: build_denoiser(config, data_shape, vocabulary_size).to(config.device)), losses
 
 
 def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet],
@@ -184,7 +183,6 @@ def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[
     The main run's times, shifted towards noise, leave the clean end few draws (4% below t = 0.3); there the
     triangles' tips and the squares' corners are drawn."""
     expert = copy.deepcopy(denoiser).to(config.device).train().requires_grad_(True)
-    plain = copy.deepcopy(expert)
     view, ema = training_view(expert, parallel)
     loss_of_batch = batch_loss(config, sets=sets, time_distribution="uniform", max_time=config.expert_max_time, **view)
     out = Path(config.out_dir)
@@ -197,8 +195,7 @@ def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[
                            checkpointing, config.precision, warmup, config.accumulation, config.clip_norm,
                            logging=Logging(out / "expert_metrics.jsonl"), optimizer=config.optimizer,
                            parallel=parallel, ema=ema)
-    network_of(expert).sequence = None
-    return NoiseLevelExperts(denoiser, unsharded(expert, plain), config.expert_sigma)
+    return NoiseLevelExperts(denoiser, unsharded(expert, lambda: copy.deepcopy(denoiser)), config.expert_sigma)
 
 
 def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", columns: int = 8) -> None:
