@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The checks only a CUDA GPU can make, in one go (about 12 minutes on an H100): the test suite's GPU cases (the
+# The checks only a CUDA GPU can make, in one go (about 22 minutes on an H100): the test suite's GPU cases (the
 # Triton kernel in bfloat16, the planner against torch.cuda.max_memory_allocated), the kernel's tile tuning, attention
-# speed against SDPA, and the 24 GB presets trained for real. Logs go to ${OUT:-benchmarks/out}/.
+# speed against SDPA, the 24 GB presets trained for real, and the shapes64 preset's step profiled and its whole run
+# (clips, VAE, DiT, samples, scores) scaled to 6 minutes. Logs go to ${OUT:-benchmarks/out}/.
 #     bash benchmarks/run_gpu_checks.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,7 @@ python3 -m pytest -q -p no:cacheprovider tests/test_attention_kernels.py tests/t
 python3 benchmarks/attention_kernel_tuning.py 2>&1 | tee "$LOGS/attention_kernel_tuning.txt" | tail -n 8
 python3 benchmarks/attention_speed_memory.py --gpu-only 2>&1 | tee "$LOGS/attention_speed_gpu.txt" | tail -n 10
 python3 benchmarks/gpu_memory_presets.py 2>&1 | tee "$LOGS/gpu_memory_presets.txt"
+python3 benchmarks/training_step_profile.py --preset shapes64 --against optimizer=adamw attention_backend=sdpa 2>&1 \
+    | tee "$LOGS/shapes64_profile.txt" | tail -n 30
+python3 benchmarks/gpu_preset_run.py --preset shapes64 --budget 370 --num_clips=6000 --vae_steps=1000 \
+    --out "$LOGS/shapes64_run" 2>&1 | tee "$LOGS/shapes64_run.txt" | tail -n 12

@@ -163,6 +163,8 @@ def test_bad_configs_are_clear_errors():
         VideoVAE(VideoVAEConfig(spatial_downsample=4, temporal_downsample=3))
     with pytest.raises(ValueError, match="spatial_downsample must be"):
         VideoVAE(VideoVAEConfig(spatial_downsample=3))
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'.*'tpu'"):
+        VAEConfig(device="tpu")
 
 
 def test_a_short_training_run_lowers_the_reconstruction_error(tmp_path):

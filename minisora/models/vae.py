@@ -340,6 +340,7 @@ def vae_loss(vae: VideoVAE, video: torch.Tensor, kl_weight: float, reconstructio
 def measure_latent_scale(vae: VideoVAE, videos: torch.Tensor, batch_size: int = 16) -> float:
     """1 / std of the latents (posterior means) over `videos`, so that scaled latents have unit variance, the
     scale the diffusion model's noise levels assume (Rombach et al. 2022 measure Stable Diffusion's 0.18215 so)."""
-    means = torch.cat([vae.encode(videos[start:start + batch_size]).mean
+    device = vae.latent_scale.device
+    means = torch.cat([vae.encode(videos[start:start + batch_size].to(device)).mean
                        for start in range(0, len(videos), batch_size)])
     return 1.0 / means.std().item()

@@ -138,6 +138,8 @@ def train_loop(model: torch.nn.Module, loss_of_batch: Callable[[torch.Generator]
             line = {"step": len(losses), "loss": sum(losses[-logging.every:]) / logging.every,
                     "learning_rate": learning_rate_used, "gradient_norm": sum(norms) / max(1, len(norms)),
                     "seconds_per_step": seconds / logging.every}
+            if device_type == "cuda":  # the allocator's high-water mark so far (the planner's "peak")
+                line["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             with open(logging.path, "a") as file:
                 file.write(json.dumps(line) + "\n")
             since, norms = time.perf_counter(), []

@@ -1,4 +1,4 @@
-"""Train the causal video VAE on a tiny video dataset, on CPU: progress, resumable checkpoints, held-out PSNR, the
+"""Train the causal video VAE on a tiny video dataset, on the CPU or a GPU: progress, resumable checkpoints, held-out PSNR, the
 latent scale, and reconstructions written as videos (lesson 06).
 
 `python -m minisora train --preset vae` runs `run_vae`; the trained model is saved as OUT_DIR/vae.pt and loaded
@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 
 from tiny_datasets.videos import video_dataset
-from ..config import check_ranges
+from ..config import check_device, check_ranges
 from ..data.video_io import psnr, tile_videos, write_frame_grid, write_gif, write_video
 from ..models.vae import VideoVAE, VideoVAEConfig, compression_ratio, measure_latent_scale, vae_loss
 from .checkpoint import check_run_folder, save_checkpoint
@@ -54,11 +54,13 @@ class VAEConfig:
     checkpoint_every: int = 250  # steps between resumable checkpoints (and reconstruction videos)
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
     seed: int = 0  # seeds data, initialisation and training
+    device: str = "cpu"  # "cpu" or "cuda": where the VAE trains and encodes (clips are rendered on the CPU)
     out_dir: str = "runs/vae"  # checkpoint.pt, vae.pt, reconstructions, loss.png, metrics.json
     overwrite: bool = False  # replace a finished (or start over an unfinished) run in out_dir
 
     def __post_init__(self):
         check_ranges(self, VAE_CONFIG_RANGES)
+        check_device(self.device, present=False)
 
 
 def model_config(config: VAEConfig) -> VideoVAEConfig:
@@ -79,7 +81,8 @@ def held_out_clips(config: VAEConfig) -> torch.Tensor:
 def reconstruct(vae: VideoVAE, videos: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """Decode the posterior means of `videos`: the VAE's deterministic reconstruction, clamped to [-1, 1]."""
     vae.eval()
-    return torch.cat([vae.decode(vae.encode(videos[start:start + batch_size]).mean).clamp(-1, 1)
+    device = vae.latent_scale.device
+    return torch.cat([vae.decode(vae.encode(videos[start:start + batch_size].to(device)).mean).clamp(-1, 1).cpu()
                       for start in range(0, len(videos), batch_size)])
 
 
@@ -106,7 +109,7 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
     """Train; returns (the EMA VAE with its measured latent scale, per-step losses). At each checkpoint
     `on_save(step, ema VAE)` runs; by default it writes reconstruction videos when `progress` is on."""
     torch.manual_seed(config.seed)
-    vae = VideoVAE(model_config(config))
+    vae = VideoVAE(model_config(config)).to(config.device)
     if held_out is None:
         held_out = held_out_clips(config)
     dataset = video_dataset(config.dataset, num_items=TRAINING_CLIPS, image_size=config.image_size,
@@ -114,7 +117,7 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
 
     def loss_of_batch(generator):
         index = torch.randint(TRAINING_CLIPS, (config.batch_size,), generator=generator).tolist()
-        videos = torch.stack([dataset[i]["video"] for i in index])
+        videos = torch.stack([dataset[i]["video"] for i in index]).to(config.device)
         return vae_loss(vae, videos, config.kl_weight, config.reconstruction, generator)[0]
 
     out = Path(config.out_dir)
@@ -148,6 +151,7 @@ def run_vae(config: VAEConfig) -> dict:
     """Train, measure held-out PSNR and the latent scale, write vae.pt, reconstructions, loss.png, metrics.json."""
     from ..plotting import draw_loss_curve
 
+    check_device(config.device)
     check_run_folder(config.out_dir, config.overwrite, config.resume)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)

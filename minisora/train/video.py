@@ -63,11 +63,12 @@ def prepare_vae(config: VideoConfig) -> Optional[VideoVAE]:
                                     f"--preset vae`, or leave vae_path empty to train one here")
         run_vae(VAEConfig(dataset=config.dataset, image_size=config.image_size, num_frames=config.num_frames,
                           steps=config.vae_steps, checkpoint_every=config.vae_steps, seed=config.seed,
+                          device=config.device,
                           out_dir=str(path.parent)))
     vae = load_vae(path)
     if vae.config.in_channels != 3:
         raise ValueError(f"the VAE at {path} encodes {vae.config.in_channels} channels, not RGB video")
-    return vae
+    return vae.to(config.device)
 
 
 @torch.no_grad()
@@ -78,7 +79,8 @@ def encode(vae: Optional[VideoVAE], videos: torch.Tensor, batch_size: int = 32, 
 
     if vae is None:
         return videos
-    return torch.cat([vae.to_latents(videos[start:start + batch_size])
+    device = vae.latent_scale.device  # the latents come back to the CPU, where the training sets live
+    return torch.cat([vae.to_latents(videos[start:start + batch_size].to(device)).cpu()
                       for start in tqdm(range(0, len(videos), batch_size), desc="encode latents",
                                         disable=not progress)])
 
@@ -88,7 +90,8 @@ def decode(vae: Optional[VideoVAE], latents: torch.Tensor, batch_size: int = 32)
     """Videos (N, 3, T, H, W) in [-1, 1] from what the DiT samples."""
     if vae is None:
         return latents.clamp(-1, 1)
-    return torch.cat([vae.from_latents(latents[start:start + batch_size]).clamp(-1, 1)
+    device = vae.latent_scale.device
+    return torch.cat([vae.from_latents(latents[start:start + batch_size].to(device)).clamp(-1, 1).cpu()
                       for start in range(0, len(latents), batch_size)])
 
 
@@ -211,11 +214,15 @@ def save_model(path: Path, config: VideoConfig, tokenizer: CaptionTokenizer, dat
     """Everything `sample` needs, as tensors, numbers and strings (loadable with weights_only=True); `denoiser` is
     the trained one or NoiseLevelExperts of it and its clean-end expert."""
     experts = isinstance(denoiser, NoiseLevelExperts)
+
+    def weights(module: torch.nn.Module) -> dict:  # on the CPU, wherever the module ran
+        return {name: tensor.cpu() for name, tensor in module.state_dict().items()}
+
     return save_checkpoint(path, {
         "kind": "minisora text-to-video", "config": asdict(config), "words": tokenizer.words,
-        "data_shape": list(data_shape), "model": (denoiser.high if experts else denoiser).state_dict(),
-        "expert": denoiser.low.state_dict() if experts else None,
-        "vae": None if vae is None else {"config": asdict(vae.config), "model": vae.state_dict()}})
+        "data_shape": list(data_shape), "model": weights(denoiser.high if experts else denoiser),
+        "expert": weights(denoiser.low) if experts else None,
+        "vae": None if vae is None else {"config": asdict(vae.config), "model": weights(vae)}})
 
 
 def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
@@ -331,10 +338,9 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     data_parallel.finish(parallel)  # the processes' last collective is behind them
     if parallel is not None and not parallel.is_main:
         return {}
-    denoiser = denoiser.cpu()
     save_model(out / "model.pt", config, tokenizer, data_shape, denoiser, vae)
-    torch.manual_seed(config.seed + 2)
-    untrained_model = build_denoiser(config, data_shape, len(tokenizer))
+    torch.manual_seed(config.seed + 2)  # sampled and scored where it trained (config.device)
+    untrained_model = build_denoiser(config, data_shape, len(tokenizer)).to(config.device)
     if folder is not None:
         return report_folder_run(config, folder, denoiser, untrained_model, tokenizer, held_out_videos,
                                  held_out_captions, data_shape, losses, train_seconds, start_time)
