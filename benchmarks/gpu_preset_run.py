@@ -9,8 +9,7 @@ run of the script.
 1. The preset's own training step (its batch, bf16 autocast, its attention backend, Muon, clipping, EMA) through
    `train_loop` on random latents of the VAE's latent shape: seconds a step (the difference of a long and a short
    run, so start-up and compilation drop out) and `torch.cuda.max_memory_allocated` beside the memory planner's
-   plan of the same DiT (which leaves out the caption encoder and cross-attention, and counts AdamW's two moments
-   where Muon keeps one).
+   plan of the same DiT (which leaves out the caption encoder, and counts AdamW's two moments where Muon keeps one).
 2. The VAE trained (`--vae_steps`, where the preset's would take too long), then the DiT's and the expert's steps
    scaled down together, in the preset's ratio, to what the budget has left at the measured step time (the
    learning rate schedule is over the steps run, so a shorter run decays fully too); then `run_video` end to end.
@@ -44,13 +43,15 @@ def latent_shape(config: VideoConfig):
 
 
 def planned_peak(config: VideoConfig, shape) -> float:
-    """The memory planner's peak for the preset's DiT (no caption encoder, no cross-attention; AdamW's moments)."""
+    """The memory planner's peak for the preset's DiT (its cross-attention counted, not the small caption encoder;
+    AdamW's two moments, where Muon keeps one for the blocks' matrices)."""
     vae = VAEConfig(image_size=config.image_size, num_frames=config.num_frames)
     return plan_memory(MemoryConfig(
         frames=config.num_frames, height=config.image_size, width=config.image_size,
         spatial_downsample=vae.spatial_downsample, temporal_downsample=vae.temporal_downsample,
         latent_channels=shape[0], patch_size=config.patch_size, temporal_patch=config.temporal_patch,
         hidden=config.hidden, depth=config.depth, heads=config.heads, batch_size=config.batch_size,
+        caption_tokens=config.caption_length, text_hidden=config.text_hidden,
         precision=config.precision, attention="flash" if config.attention_backend != "math" else "math",
         checkpoint_activations=config.checkpoint_activations, reserved_gib=0.0))["peak"]
 
@@ -98,7 +99,7 @@ def main():
     device_name = torch.cuda.get_device_name() if config.device.startswith("cuda") else "CPU (a dry run)"
     print(f"{device_name}, torch {torch.__version__}; {args.preset}: batch {config.batch_size} "
           f"of latents {tuple(shape)}, {config.precision}, {config.attention_backend} attention, {config.optimizer}")
-    print("| training step s | peak allocated GiB | planned GiB (planner's DiT) | measured / planned |")
+    print("| training step s | peak allocated GiB | planned GiB | measured / planned |")
     print("| --- | --- | --- | --- |")
     print(f"| {seconds:.4f} | {peak / GIB:.2f} | {planned / GIB:.2f} | {peak / planned:.2f} |", flush=True)
 

@@ -5,7 +5,7 @@
         [--frames N] [--size HxW] [--first-frame IMAGE] [--last-frame IMAGE] [--extend VIDEO] [--extend-backward VIDEO]
         [--loop] [--edit VIDEO --strength S]
   python -m minisora data [--key=value ...]         write a tiny video dataset to disk (.mp4 files + captions.jsonl)
-  python -m minisora memory --preset 256px|480p|tiny [--key=value ...]   will a training configuration fit the GPU?
+  python -m minisora memory --preset 256px|480p|720p10s|tiny [--key=value ...]   will it fit the GPU (or each of N)?
 """
 import argparse
 import sys
@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     sample.add_argument("--strength", type=float, help="how much --edit redraws, in (0, 1]: 0.3 keeps most of it")
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     memory = commands.add_parser("memory", help="plan a training step's GPU memory; override any field as --key=value")
-    memory.add_argument("--preset", default="256px", choices=("256px", "480p", "tiny"), help="configuration to plan")
+    memory.add_argument("--preset", default="256px", choices=("256px", "480p", "720p10s", "tiny"),
+                        help="configuration to plan")
     arguments, overrides = parser.parse_known_args(argv)
     if arguments.command == "sample":
         if overrides:

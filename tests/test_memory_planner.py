@@ -117,3 +117,74 @@ def test_planned_peak_matches_cuda_allocator_statistics(changes):
     plan = plan_memory(config)
     estimate = plan["gradients"] + plan["activations"] + plan["transient"]
     assert 0.8 < measured / estimate < 1.2, (measured / 2**20, estimate / 2**20)
+
+
+def test_cross_attention_parameters_match_the_video_dit_block():
+    from minisora.memory import count_block_parameters
+    from minisora.models.video_dit import VideoDiTBlock, VideoDiTConfig
+
+    config = replace(SMALL, caption_tokens=12, text_hidden=48)
+    block = VideoDiTBlock(VideoDiTConfig(hidden=config.hidden, heads=config.heads, vocabulary_size=16,
+                                         text_hidden=config.text_hidden))
+    assert count_block_parameters(config) == count_parameters(block)
+    assert count_block_parameters(replace(config, caption_tokens=0)) < count_parameters(block)
+
+
+def test_a_process_plans_its_share():
+    """DDP: each process the whole model and 1/N of the batch's activations; FSDP: 1/N of the weights, gradients,
+    AdamW and EMA besides, and the units it gathers; sequence parallelism: 1/P of each clip's tokens, and with the
+    N x N matrix the process's heads over every token (Ulysses)."""
+    config = replace(SMALL, batch_size=8, attention="sdpa", checkpoint_activations=False)
+    one = plan_memory(config)
+    ddp = plan_memory(replace(config, processes=4))
+    fsdp = plan_memory(replace(config, processes=4, parallel="fsdp"))
+    sequence = plan_memory(replace(config, processes=2, sequence_parallel=2, heads=4))
+    assert ddp["parameters"] == one["parameters"] and ddp["optimizer"] == one["optimizer"]
+    assert ddp["activations"] == pytest.approx(one["activations"] / 4)
+    for part in ("parameters", "gradients", "optimizer", "ema"):
+        assert fsdp[part] == pytest.approx(one[part] / 4)
+    assert 0 < fsdp["gathered"] < one["parameters"] and ddp["gathered"] == 0
+    assert sequence["activations"] == pytest.approx(one["activations"] / 2)
+    math_one = plan_memory(replace(config, attention="math"))
+    math_sequence = plan_memory(replace(config, attention="math", processes=2, sequence_parallel=2))
+    # the scores are B (heads / P) N^2: half the heads, every token, so half of one process's
+    assert math_sequence["transient"] == pytest.approx(math_one["transient"] / 2, rel=0.05)
+
+
+def test_sharing_that_does_not_divide_is_a_clear_error():
+    with pytest.raises(ValueError, match="batch_size=6 does not divide among the 4 data-parallel groups"):
+        plan_memory(replace(SMALL, batch_size=6, processes=4))
+    with pytest.raises(ValueError, match="sequence_parallel=3 must divide processes=4"):
+        plan_memory(replace(SMALL, processes=4, sequence_parallel=3))
+    with pytest.raises(ValueError, match="must divide the 4 token frames .* and the 4 heads"):
+        plan_memory(replace(SMALL, processes=8, sequence_parallel=8))
+    with pytest.raises(ValueError, match="parallel must be one of"):
+        replace(SMALL, parallel="zero")
+
+
+def test_720p_for_10_seconds_needs_several_gpus():
+    config = MEMORY_PRESETS["720p10s"]
+    assert config.frames >= 10 * 24 and (config.height, config.width) == (720, 1280) and config.processes > 1
+    assert fits(config) and fits(dict(memory_variants(config))["bf16, flash, checkpointing"])
+    assert not fits(replace(config, processes=1, sequence_parallel=1))  # one GPU cannot hold it, even with savers
+    assert not fits(dict(memory_variants(config))["bf16, flash attention"])
+
+
+# small video DiTs measured on 2 gloo processes (about 10 s each): activations dominate, as in video training
+PARALLEL_CASES = {
+    "ddp": dict(processes=2),
+    "fsdp": dict(processes=2, parallel="fsdp"),
+    "sequence parallel (Ulysses), captions": dict(processes=2, sequence_parallel=2, caption_tokens=12),
+}
+
+
+@pytest.mark.parametrize("changes", PARALLEL_CASES.values(), ids=PARALLEL_CASES.keys())
+def test_per_process_plan_is_within_20_percent_of_two_processes_measured(changes):
+    """The rise of each process's memory over one forward + backward on 2 CPU processes, against the plan's
+    share of it (planned_step_rise): the largest of the two processes."""
+    from minisora.memory import planned_step_rise, prepare_parallel_training_step
+
+    config = replace(SMALL, attention="sdpa", checkpoint_activations=False, **changes)
+    measured = measure_peak_memory(prepare_parallel_training_step, asdict(config), processes=config.processes)
+    planned = planned_step_rise(config)
+    assert 0.8 < measured / planned < 1.2, (measured / 2**20, planned / 2**20)

@@ -48,7 +48,7 @@ class DataParallel:
     world_size: int  # processes
     device: torch.device  # this process's device
     mode: str = "ddp"  # PARALLEL_MODES
-    sequence: Optional[SequenceSharding] = None  # set when the processes share each clip's tokens instead of the batch
+    sequence: Optional[SequenceSharding] = None  # set when groups of processes share each clip's tokens
     wrapped: Optional[nn.Module] = None  # the network as the processes train it (set by `wrap`)
 
     @property
@@ -57,19 +57,23 @@ class DataParallel:
 
     @property
     def shard(self) -> Optional[BatchShard]:
-        """This process's share of every batch; None under sequence parallelism, where every process trains on the
-        whole batch and shares each clip's tokens instead."""
-        return None if self.sequence is not None else BatchShard(self.rank, self.world_size)
+        """This process's share of every batch: its rows, or under sequence parallelism its group's rows (the
+        processes of a group share each clip's tokens instead); None when one group holds every process."""
+        parts = 1 if self.sequence is None else self.sequence.parts
+        groups = self.world_size // parts
+        return None if groups == 1 else BatchShard(self.rank // parts, groups)
 
     def wrap(self, network: nn.Module) -> nn.Module:
         """The network as every process trains it: under DDP a wrapper that all-reduces gradients as the backward
         pass makes them; under FSDP the network itself, sharded in place (`shard_weights`)."""
+        network.sequence = self.sequence  # the network shares its tokens (models/video_dit.py)
         if self.mode == "fsdp":
             self.wrapped = self.shard_weights(network)
             return network
-        network.sequence = self.sequence  # the network shares its tokens (models/video_dit.py)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        self.wrapped = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+        # gradients as views into the all-reduce buckets: no second copy of them (minisora.memory plans it so)
+        self.wrapped = nn.parallel.DistributedDataParallel(network, device_ids=device_ids,
+                                                           gradient_as_bucket_view=True)
         return self.wrapped
 
     def shard_weights(self, network: nn.Module) -> nn.Module:
@@ -165,17 +169,17 @@ def load_whole_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) ->
 def start(mode: str, device: str, sequence_parallel: int = 1, sequence_method: str = "ulysses"
           ) -> Optional[DataParallel]:
     """Join the processes torchrun started (None when it started one, or none): gloo on CPUs, NCCL on GPUs; each
-    process on GPU LOCAL_RANK. With sequence_parallel = the number of processes, they share each clip's tokens
-    (`sequence.SequenceSharding`, by `sequence_method`) instead of the batch. A mode, device or sharing that cannot
-    be used is a clear error before any work."""
+    process on GPU LOCAL_RANK. With sequence_parallel = P > 1, each group of P consecutive processes shares the
+    tokens of its clips (`sequence.SequenceSharding`, by `sequence_method`), and the groups share the batch (a 2D
+    mesh: world = groups x P; DDP or FSDP over every process). A mode, device or sharing that cannot be used is a
+    clear error before any work."""
     world_size = world_size_from_environment()
     if mode not in PARALLEL_MODES:
         raise ValueError(f"parallel={mode!r} is not one of {PARALLEL_MODES}")
-    if sequence_parallel != 1 and (sequence_parallel != world_size or mode != "ddp"):
-        raise ValueError(f"sequence_parallel={sequence_parallel} shares each clip's tokens among all the processes: "
-                         f"start exactly that many (torchrun --nproc_per_node={sequence_parallel}; now {world_size}) "
-                         f"with --parallel=ddp (now {mode}), or leave sequence_parallel=1")
-    sequence = SequenceSharding(sequence_method) if sequence_parallel > 1 else None
+    if sequence_parallel != 1 and world_size % sequence_parallel:
+        raise ValueError(f"sequence_parallel={sequence_parallel} shares each clip's tokens among groups of that many "
+                         f"processes: start a multiple of it (torchrun --nproc_per_node={sequence_parallel} or "
+                         f"{2 * sequence_parallel}, ...; now {world_size}), or leave sequence_parallel=1")
     if world_size == 1:
         return None
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -190,6 +194,14 @@ def start(mode: str, device: str, sequence_parallel: int = 1, sequence_method: s
         backend, place = "gloo", torch.device("cpu")
     if not dist.is_initialized():
         dist.init_process_group(backend)
+    sequence = None
+    if sequence_parallel > 1:
+        group = None  # every process shares each clip's tokens
+        if sequence_parallel < world_size:  # every process makes every group, in the same order
+            groups = [dist.new_group(list(range(first, first + sequence_parallel)))
+                      for first in range(0, world_size, sequence_parallel)]
+            group = groups[rank // sequence_parallel]
+        sequence = SequenceSharding(sequence_method, group)
     return DataParallel(rank, world_size, place, mode, sequence)
 
 

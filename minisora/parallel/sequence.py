@@ -194,6 +194,9 @@ class SequenceSharding:
         if self.method not in SEQUENCE_METHODS:
             raise ValueError(f"sequence parallel method {self.method!r} is not one of {SEQUENCE_METHODS}")
 
+    def __deepcopy__(self, memo) -> "SequenceSharding":
+        return self  # a handle on running processes, shared by every copy of the network (an EMA's, an expert's)
+
     @property
     def parts(self) -> int:
         return group_size(self.group)

@@ -86,8 +86,8 @@ class VideoConfig:
     parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
     # "ddp" (each holds the model, trains on its share of every batch; parallel/data_parallel.py) or "fsdp" (each
     # holds a shard of the weights, gradients and optimizer state); one process ignores it
-    sequence_parallel: int = 1  # processes that share each clip's tokens instead of the batch (sequence parallelism,
-    # parallel/sequence.py): 1, or all of torchrun's processes
+    sequence_parallel: int = 1  # processes that share each clip's tokens (sequence parallelism, parallel/sequence.py):
+    # 1, or a divisor of torchrun's processes (groups of that many share tokens, and the groups share the batch)
     sequence_method: str = "ulysses"  # attention over a shared sequence: "ulysses" or "ring" (temporal blocks: DSP)
     seed: int = 0  # seeds data, initialisation, training and sampling
     out_dir: str = "runs/tiny"  # model.pt, samples.gif/.mp4/.png, loss.png, metrics.jsonl, metrics.json
@@ -150,7 +150,8 @@ VIDEO_PRESETS = {
     "sora": VideoConfig(out_dir="runs/sora", frame_marking="mask_channel", task_mix=SORA_TASK_MIX,
                         buckets="16x32x32:32:4,1x32x32:256:1,8x32x48:42:1", unseen_sizes="12x40x40", steps=2400,
                         expert_steps=200),
-    # for one 24 GB GPU (not yet run on one): 64x64 clips in latent space, a DiT-S-sized model
+    # for one 24 GB GPU: 64x64 clips in latent space, a DiT-S-sized model; on an H200 0.13 s a step in 6.5 GiB, about
+    # 55 minutes in all (launch-bound: benchmarks/RESULTS.md, "the shapes64 preset")
     "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),
     "ball64": VideoConfig(dataset="ball", out_dir="runs/ball64", **GPU_PRESET),
 }
