@@ -55,8 +55,8 @@ def main():
         described = ", ".join(f"{key}={value}" for key, value in changes.items())
         print(f"| {described} | {tokens[0] * tokens[1] * tokens[2]} | {planned / 2**20:.1f} | {measured / 2**20:.1f} "
               f"| {measured / planned:.2f} |", flush=True)
-    print("\nper process: the video DiT's blocks (spacetime attention, SDPA), the plan's share of one forward + backward "
-          "(planned_step_rise) against the larger of the processes' measured rises\n")
+    print("\nper process: the video DiT's blocks (spacetime attention, SDPA), the plan's share of one forward and "
+          "backward pass (planned_step_rise) against the larger of the processes' measured rises\n")
     print("| configuration (changes to the above, attention=sdpa) | processes | planned MiB | of it gradients | "
           "measured MiB | measured / planned |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -90,10 +90,10 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(str(error))
     from .parallel.data_parallel import world_size_from_environment
-    if world_size_from_environment() > 1 and not (arguments.command == "train" and arguments.preset in VIDEO_PRESETS):
-        parser.error(f"{arguments.command} {getattr(arguments, 'preset', '')} runs on one process; under torchrun "
-                     f"(WORLD_SIZE={world_size_from_environment()}) only the video presets train "
-                     f"({', '.join(VIDEO_PRESETS)}): start it without torchrun")
+    processes = world_size_from_environment()
+    if processes > 1 and arguments.command != "train":
+        parser.error(f"{arguments.command} runs on one process; under torchrun (WORLD_SIZE={processes}) only train "
+                     f"does: start it without torchrun")
     try:
         run(config)
     except (ValueError, FileNotFoundError, FloatingPointError) as error:  # bad settings: say so, no traceback

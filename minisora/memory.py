@@ -25,6 +25,7 @@ import torch
 from .config import check_ranges
 from .models.dit import DiT, DiTConfig
 from .models.patches import check_patchable
+from .parallel.data_parallel import check_parallel_mode
 from .train.precision import PRECISIONS
 
 
@@ -114,7 +115,6 @@ MEMORY_CONFIG_RANGES = {
     "mlp_ratio": "(0, inf)", "batch_size": "[1, inf)", "gpu_gib": "(0, inf)", "reserved_gib": "[0, inf)",
     "caption_tokens": "[0, inf)", "text_hidden": "[1, inf)", "processes": "[1, inf)", "sequence_parallel": "[1, inf)",
 }
-PARALLEL_MODES = ("ddp", "fsdp")  # as the trainer's (parallel/data_parallel.py)
 
 
 @dataclass
@@ -148,8 +148,7 @@ class MemoryConfig:
 
     def __post_init__(self):
         check_ranges(self, MEMORY_CONFIG_RANGES)
-        if self.parallel not in PARALLEL_MODES:
-            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}")
+        check_parallel_mode(self.parallel)
 
 
 DIT_L = dict(hidden=1024, depth=24, heads=16)  # DiT-L (Peebles & Xie 2023, Table 1): 457 M parameters here
@@ -364,16 +363,16 @@ def memory_table(config: MemoryConfig) -> str:
         held = ("1/N of the weights, gradients, AdamW and EMA" if config.parallel == "fsdp" else "the whole model")
         lines.append(f"per process of {config.processes} ({config.parallel.upper()}{sharing}): {batch} clip(s) of "
                      f"{tokens:,} tokens, {held}")
-    lines += ["", "| variant | weights + grads + AdamW + EMA | activations | N x N, gathered weights, other temporaries "
-              f"| peak (+{config.reserved_gib:g} GiB reserved) | fits {config.gpu_gib:g} GiB |",
+    lines += ["", "| variant | weights + grads + AdamW + EMA | activations | N x N, gathered weights, other "
+              f"temporaries | peak (+{config.reserved_gib:g} GiB reserved) | fits {config.gpu_gib:g} GiB |",
               "| --- | --- | --- | --- | --- | --- |"]
     for name, variant in memory_variants(config):
         parts = plan_memory(variant)
         state = parts["parameters"] + parts["gradients"] + parts["optimizer"] + parts["ema"]
         fits = "yes" if parts["with_reserved"] <= config.gpu_gib * GIB else "no"
+        temporaries = parts["transient"] + parts["gathered"]
         lines.append(f"| {name} | {state / GIB:.2f} GiB | {parts['activations'] / GIB:.2f} GiB | "
-                     f"{(parts['transient'] + parts['gathered']) / GIB:.2f} GiB | {parts['with_reserved'] / GIB:.2f} GiB "
-                     f"| {fits} |")
+                     f"{temporaries / GIB:.2f} GiB | {parts['with_reserved'] / GIB:.2f} GiB | {fits} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ ZERO_IS_A_SETTING = {
     ImagesConfig: {"ema_decay", "class_dropout", "guidance", "seed"},
     VAEConfig: {"kl_weight", "ema_decay", "checkpoint_every", "seed"},
     TinyDataConfig: {"quality", "seed"},
-    MemoryConfig: {"reserved_gib"},
+    MemoryConfig: {"reserved_gib", "caption_tokens"},
 }
 
 

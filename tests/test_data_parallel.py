@@ -119,6 +119,21 @@ def test_torchrun_with_two_processes_trains_the_model_one_process_trains(tmp_pat
     assert result.stdout.count("trained 4 steps") == 1  # process 0 alone reports
 
 
+def test_a_latent_run_on_two_processes_trains_its_vae_and_dit_as_one_process(tmp_path):
+    """In latent space the processes first train the VAE together (process 0 writes vae.pt, all read it), then
+    the DiT on its latents."""
+    config = {**{key: value for key, value in TOY.items() if key != "buckets"}, "space": "latent", "num_frames": 9,
+              "patch_size": 2, "temporal_patch": 1, "vae_steps": 2}
+    run_video(VideoConfig(out_dir=str(tmp_path / "single"), **config), progress=False)
+    result = torchrun("-m", "minisora", "train", "--preset", "tiny", f"--out_dir={tmp_path / 'two'}",
+                      *overrides(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    vaes = [torch.load(tmp_path / name / "vae" / "vae.pt", weights_only=True)["model"] for name in ("single", "two")]
+    for name, weight in vaes[0].items():  # biases before a group norm: see OTHER_PRESETS
+        torch.testing.assert_close(vaes[1][name], weight, rtol=1e-4, atol=1e-4, msg=name)
+    assert_same_weights(tmp_path / "single" / "model.pt", tmp_path / "two" / "model.pt")
+
+
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_a_two_process_run_whose_process_dies_resumes_on_one_and_the_reverse(tmp_path, parallel):
     config = VideoConfig(out_dir=str(tmp_path / "straight"), **TOY)
@@ -140,6 +155,38 @@ def test_a_two_process_run_whose_process_dies_resumes_on_one_and_the_reverse(tmp
                        "--resume", *overrides(toy))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(tmp_path / "straight" / "model.pt", tmp_path / "one_then_two" / "model.pt")
+
+
+# the other presets, each a run too small to learn anything; the file that holds its trained weights; how close
+OTHER_PRESETS = {
+    "toy2d": (dict(steps=30, batch_size=64, num_samples=200, sampling_steps=4), "model.pt", 1e-5),
+    "images": (dict(num_images=600, hidden=32, depth=2, heads=2, steps=4, batch_size=8, samples_per_class=1,
+                    sampling_steps=2), "model.pt", 1e-5),
+    # the VAE's biases just before a group norm have no gradient in exact arithmetic (about 1e-9 in float32), and
+    # AdamW turns that rounding noise into steps: those agree to 1e-4 (the others to float32 rounding)
+    "vae": (dict(image_size=16, num_frames=5, channels=8, latent_channels=4, steps=4, batch_size=4, held_out=4,
+                 checkpoint_every=2), "vae.pt", 1e-4),
+}
+
+
+@pytest.mark.parametrize("preset, changes, parallel", [
+    ("toy2d", {}, "ddp"), ("toy2d", {"objective": "ddpm"}, "fsdp"), ("images", {}, "fsdp"), ("vae", {}, "ddp"),
+    ("vae", {}, "fsdp")])
+def test_every_other_preset_trains_on_two_processes_what_one_process_trains(tmp_path, preset, changes, parallel):
+    """The 2D toy (EDM, and DDPM's loss), the class-conditional DiT and the video VAE: 2 processes (each the whole
+    batch's random numbers, its own rows) write the weights one process writes, to float32 rounding."""
+    config, weights, tolerance = OTHER_PRESETS[preset]
+    arguments = ["train", "--preset", preset, *overrides({**config, **changes, "parallel": parallel})]
+    single = subprocess.run([sys.executable, "-m", "minisora", *arguments, f"--out_dir={tmp_path / 'one'}"],
+                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert single.returncode == 0, single.stderr[-3000:]
+    result = torchrun("-m", "minisora", *arguments, f"--out_dir={tmp_path / 'two'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (torch.load(tmp_path / name / weights, weights_only=True)["model"] for name in ("one", "two"))
+    assert one.keys() == two.keys()
+    for name, weight in one.items():
+        torch.testing.assert_close(two[name], weight, rtol=1e-4, atol=tolerance, msg=name)
+    assert result.stdout.count("wrote") == 1  # process 0 alone reports
 
 
 # sequence parallelism: 8 frames in 4 token frames of 16 positions, so 2 processes can share a clip's tokens

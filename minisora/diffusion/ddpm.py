@@ -12,6 +12,7 @@ from typing import Callable, Optional
 import torch
 
 from .schedules import alpha_bar_from_sigma, append_dims, sigma_from_timestep
+from ..parallel.batch import BatchShard
 from ..randomness import randint, randn
 
 PREDICTIONS = ("epsilon", "x0", "v")
@@ -76,10 +77,14 @@ def noisy_batch(x0: torch.Tensor, alphas_cumprod: torch.Tensor, generator: Optio
 
 
 def ddpm_loss(model: Callable, x0: torch.Tensor, alphas_cumprod: torch.Tensor, prediction: str = "epsilon",
-              generator: Optional[torch.Generator] = None, **cond) -> torch.Tensor:
-    """Algorithm 1 of Ho et al. 2020 (training): L_simple = || target - model(x_t, t) ||^2 at a uniform t."""
+              generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None,
+              **cond) -> torch.Tensor:
+    """Algorithm 1 of Ho et al. 2020 (training): L_simple = || target - model(x_t, t) ||^2 at a uniform t (with a
+    `shard`, the whole batch's t and noise drawn and this process's rows trained on: `parallel.batch`)."""
     t, noise, x_t = noisy_batch(x0, alphas_cumprod, generator)
     target = training_target(x0, noise, at_timestep(alphas_cumprod, t, x0), prediction)
+    if shard is not None:
+        x_t, t, target, cond = (shard.take(value, len(x0)) for value in (x_t, t, target, cond))
     return (model(x_t, t, **cond) - target).pow(2).mean()
 
 

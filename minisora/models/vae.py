@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..parallel.batch import BatchShard
 from ..randomness import randn
 
 
@@ -251,9 +252,13 @@ class DiagonalGaussian:
         self.mean, log_variance = moments.chunk(2, dim=1)
         self.log_variance = log_variance.clamp(-30.0, 20.0)  # exp stays finite in float32
 
-    def sample(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """z ~ q(z | x), reparameterised with eps ~ N(0, I)."""
-        noise = randn(self.mean.shape, generator, self.mean.device, self.mean.dtype)
+    def sample(self, generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None) -> torch.Tensor:
+        """z ~ q(z | x), reparameterised with eps ~ N(0, I); with a `shard`, these are its rows of a batch, and eps
+        is drawn for the whole batch and its rows kept (`parallel.batch`)."""
+        whole = self.mean.shape[0] * (1 if shard is None else shard.world_size)
+        noise = randn((whole, *self.mean.shape[1:]), generator, self.mean.device, self.mean.dtype)
+        if shard is not None:
+            noise = shard.take(noise, whole)
         return reparameterize(self.mean, self.log_variance, noise)
 
     def kl(self) -> torch.Tensor:
@@ -300,10 +305,11 @@ class VideoVAE(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.decoder(latents)
 
-    def forward(self, video: torch.Tensor, generator: Optional[torch.Generator] = None):
-        """(reconstruction from a sampled z, posterior)."""
+    def forward(self, video: torch.Tensor, generator: Optional[torch.Generator] = None,
+                shard: Optional[BatchShard] = None):
+        """(reconstruction from a sampled z, posterior); with a `shard`, `video` is its rows of the batch."""
         posterior = self.encode(video)
-        return self.decode(posterior.sample(generator)), posterior
+        return self.decode(posterior.sample(generator, shard)), posterior
 
     def to_latents(self, video: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The latents a diffusion model learns on: z ~ q(z | x) (its mean without a generator), times the scale."""
@@ -322,13 +328,16 @@ def compression_ratio(config: VideoVAEConfig) -> float:
 
 
 def vae_loss(vae: VideoVAE, video: torch.Tensor, kl_weight: float, reconstruction: str = "l1",
-             generator: Optional[torch.Generator] = None):
+             generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None):
     """The negative ELBO in per-pixel form (Kingma & Welling 2014; Rombach et al. 2022, Appendix G):
     L = mean |x - D(z)|  (or squared)  +  kl_weight * sum KL(q(z|x) || N(0, I)) / number of pixel values.
-    Returns (loss, {"reconstruction", "kl"}) with both terms as logged numbers."""
+    Returns (loss, {"reconstruction", "kl"}) with both terms as logged numbers. With a `shard`, over this process's
+    rows of the batch `video` (equal shares: the mean of the processes' losses is the batch's)."""
     if reconstruction not in ("l1", "l2"):
         raise ValueError(f"reconstruction must be 'l1' or 'l2', got {reconstruction!r}")
-    decoded, posterior = vae(video, generator)
+    if shard is not None:
+        video = shard.take(video, len(video))
+    decoded, posterior = vae(video, generator, shard)
     error = decoded - video
     reconstruction_loss = error.abs().mean() if reconstruction == "l1" else error.pow(2).mean()
     kl_per_value = posterior.kl().sum() / video.numel()

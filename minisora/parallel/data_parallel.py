@@ -23,7 +23,7 @@ process RANK, WORLD_SIZE and LOCAL_RANK in its environment and OMP_NUM_THREADS=1
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -34,6 +34,12 @@ from .batch import BatchShard
 from .sequence import SequenceSharding
 
 PARALLEL_MODES = ("ddp", "fsdp")  # how torchrun's processes share the training
+
+
+def check_parallel_mode(mode: str) -> str:
+    if mode not in PARALLEL_MODES:
+        raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {mode!r}")
+    return mode
 
 
 def world_size_from_environment() -> int:
@@ -76,14 +82,32 @@ class DataParallel:
                                                            gradient_as_bucket_view=True)
         return self.wrapped
 
+    def view(self, model: nn.Module, network_of: Callable[[nn.Module], nn.Module] = lambda model: model,
+             around: Callable[[nn.Module, nn.Module], nn.Module] = lambda model, network: network
+             ) -> Tuple[nn.Module, Optional[nn.Module]]:
+        """(`model` as this process trains it, the EMA copy train_loop needs or None). `network_of(model)` is the
+        network inside a wrapper (a denoiser's), `around(model, network)` the wrapper around another network. Under
+        DDP: the wrapper around the network in DDP, sharing the model's parameters, and None (train_loop copies
+        the model); under FSDP: the model itself, its network sharded in place, and an EMA copied before sharding
+        and sharded alike (an FSDP module refuses deepcopy)."""
+        from ..train.ema import make_ema
+
+        if self.mode == "fsdp":
+            ema = make_ema(model)
+            self.shard_weights(network_of(ema))
+            self.wrap(network_of(model))
+            return model, ema
+        return around(model, self.wrap(network_of(model))), None
+
     def shard_weights(self, network: nn.Module) -> nn.Module:
         """FSDP2 in place: each transformer block a unit gathered whole when it runs, the rest of the network one
-        more (the embeddings, the caption encoder, the final layer); weights become DTensors of 1/N of the rows."""
+        more (the embeddings, the caption encoder, the final layer; all of a network without `blocks`); weights
+        become DTensors of 1/N of the rows."""
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
         mesh = init_device_mesh(self.device.type, (self.world_size,))  # named: gloo must not wander to a GPU
-        for block in network.blocks:
+        for block in getattr(network, "blocks", ()):  # a network without blocks is one unit
             fully_shard(block, mesh=mesh)
         fully_shard(network, mesh=mesh)
         return network
@@ -174,8 +198,7 @@ def start(mode: str, device: str, sequence_parallel: int = 1, sequence_method: s
     mesh: world = groups x P; DDP or FSDP over every process). A mode, device or sharing that cannot be used is a
     clear error before any work."""
     world_size = world_size_from_environment()
-    if mode not in PARALLEL_MODES:
-        raise ValueError(f"parallel={mode!r} is not one of {PARALLEL_MODES}")
+    check_parallel_mode(mode)
     if sequence_parallel != 1 and world_size % sequence_parallel:
         raise ValueError(f"sequence_parallel={sequence_parallel} shares each clip's tokens among groups of that many "
                          f"processes: start a multiple of it (torchrun --nproc_per_node={sequence_parallel} or "

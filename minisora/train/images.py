@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -19,9 +20,12 @@ from ..metrics import frechet_distance
 from ..models.classifier import class_accuracy, train_classifier
 from ..models.dit import DiT, DiTConfig
 from ..models.uvit import UViT, UViTConfig
-from .checkpoint import check_run_folder
+from ..parallel import data_parallel
+from ..parallel.data_parallel import DataParallel, check_parallel_mode, unsharded
+from .checkpoint import check_run_folder, save_checkpoint
 from .loop import train_loop
-from .objectives import NOISE_LABEL_SCALES, check_objective, objective_loss, wrap_network
+from .objectives import (NOISE_LABEL_SCALES, around, check_objective, network_of, objective_loss,
+                         wrap_network)
 
 
 # the range of every numeric field of ImagesConfig
@@ -56,11 +60,14 @@ class ImagesConfig:
     guidance: float = 4.0  # classifier-free guidance scale (1 = none)
     samples_per_class: int = 8  # generated per class for the grid and the scores
     seed: int = 0  # seeds data, initialisation, training and sampling
-    out_dir: str = "runs/images"  # where the grid and metrics go
+    parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
+    # "ddp" or "fsdp" (parallel/data_parallel.py); one process ignores it
+    out_dir: str = "runs/images"  # where the grid, metrics and model.pt go
     overwrite: bool = False  # replace a finished run in out_dir (otherwise an error)
 
     def __post_init__(self):
         check_ranges(self, IMAGES_CONFIG_RANGES)
+        check_parallel_mode(self.parallel)
 
 
 def build_denoiser(config: ImagesConfig) -> torch.nn.Module:
@@ -80,18 +87,24 @@ def build_denoiser(config: ImagesConfig) -> torch.nn.Module:
     return wrap_network(network, config.objective)
 
 
-def train_images(config: ImagesConfig, images: torch.Tensor, labels: torch.Tensor, progress: bool = True):
-    """Train on images (N, 3, 1, H, W) with labels (N,); returns (ema denoiser, losses)."""
+def train_images(config: ImagesConfig, images: torch.Tensor, labels: torch.Tensor, progress: bool = True,
+                 parallel: Optional[DataParallel] = None):
+    """Train on images (N, 3, 1, H, W) with labels (N,), on this process or as one of the processes of `parallel`
+    (each drawing the whole batch and training on its rows); returns (ema denoiser, losses)."""
     torch.manual_seed(config.seed)
     denoiser = build_denoiser(config)
+    trained, ema = (denoiser, None) if parallel is None else parallel.view(denoiser, network_of, around)
+    shard = None if parallel is None else parallel.shard
 
     def loss_of_batch(generator):
         index = torch.randint(len(images), (config.batch_size,), generator=generator)
         label = drop_condition(labels[index], config.class_dropout, NUM_CLASSES, generator)
-        return objective_loss(denoiser, images[index], config.objective, generator, label=label)
+        return objective_loss(trained, images[index], config.objective, generator, shard=shard, label=label)
 
-    return train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
-                      f"train {config.model} on shapes ({config.objective})", progress, precision=config.precision)
+    ema, losses = train_loop(denoiser, loss_of_batch, config.steps, config.learning_rate, config.ema_decay,
+                             config.seed, f"train {config.model} on shapes ({config.objective})", progress,
+                             precision=config.precision, parallel=parallel, ema=ema)
+    return unsharded(ema, lambda: build_denoiser(config)), losses
 
 
 @torch.no_grad()
@@ -126,17 +139,23 @@ def evaluate_images(denoiser: torch.nn.Module, config: ImagesConfig, images: tor
 
 
 def run_images(config: ImagesConfig) -> dict:
-    """Render the data, train, sample, judge, and write grid.png, loss.png and metrics.json."""
+    """Render the data, train, sample, judge, and write grid.png, loss.png, metrics.json and model.pt. Launched by
+    torchrun, every process trains; process 0 alone judges and writes, the others return {}."""
     from ..plotting import draw_loss_curve, save_image_grid
 
     check_run_folder(config.out_dir, config.overwrite)
+    parallel = data_parallel.start(config.parallel, "cpu")
     images, labels, _ = ShapesDataset(config.num_images, config.image_size, seed=config.seed).tensors()
     start = time.time()
-    ema, losses = train_images(config, images, labels)
+    ema, losses = train_images(config, images, labels, parallel=parallel)
     seconds = time.time() - start
+    data_parallel.finish(parallel)
+    if parallel is not None and not parallel.is_main:
+        return {}
     scores = evaluate_images(ema, config, images, labels)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "model.pt", {"config": asdict(config), "model": ema.state_dict()})
     save_image_grid(scores.pop("samples"), config.samples_per_class, out / "grid.png")
     draw_loss_curve(losses, out / "loss.png")
     (out / "metrics.json").write_text(json.dumps({**scores, "config": asdict(config), "train_seconds": round(seconds, 1),
@@ -147,5 +166,6 @@ def run_images(config: ImagesConfig) -> dict:
     for name in ("trained", "untrained"):
         print(f"  {name:<10} class accuracy {scores[name]['class_accuracy']:.1%} (chance {chance:.1%}), "
               f"Frechet distance {scores[name]['frechet_distance']:.2f}")
-    print(f"wrote {out / 'grid.png'} (a row per class: {', '.join(CLASS_NAMES)}), loss.png and metrics.json")
+    print(f"wrote {out / 'grid.png'} (a row per class: {', '.join(CLASS_NAMES)}), loss.png, metrics.json and the EMA "
+          f"weights in model.pt")
     return scores

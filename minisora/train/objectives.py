@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..diffusion.denoisers import VPDenoiser
 from ..diffusion.edm import EDMDenoiser, edm_loss
 from ..diffusion.flow import DATA_PREDICTION_MIN_SIGMA, FlowDenoiser, Path as FlowPath, flow_matching_loss
 from ..parallel.batch import BatchShard
@@ -32,15 +33,17 @@ def wrap_network(network: nn.Module, objective: str, prediction: str = "velocity
 
 
 def around(denoiser: nn.Module, network: nn.Module) -> nn.Module:
-    """The denoiser of `wrap_network` around another network: the same network as the processes of a data parallel
-    run train it (parallel/data_parallel.py), sharing its parameters."""
+    """The denoiser of `wrap_network` (or a VPDenoiser) around another network: the same network as the processes of
+    a data parallel run train it (parallel/data_parallel.py), sharing its parameters."""
     if isinstance(denoiser, EDMDenoiser):
         return EDMDenoiser(network, sigma_data=denoiser.sigma_data)
+    if isinstance(denoiser, VPDenoiser):
+        return VPDenoiser(network, denoiser.alphas_cumprod, denoiser.prediction)
     return FlowDenoiser(network, denoiser.path, denoiser.prediction)
 
 
 def network_of(denoiser: nn.Module) -> nn.Module:
-    """The network inside a denoiser of `wrap_network`."""
+    """The network inside a denoiser of `wrap_network` (or a VPDenoiser)."""
     return denoiser.net if isinstance(denoiser, EDMDenoiser) else denoiser.model
 
 

@@ -18,8 +18,12 @@ from ..diffusion.edm import EDMDenoiser, edm_loss
 from ..diffusion.schedules import alphas_cumprod, karras_sigmas, linear_betas
 from ..metrics import sliced_wasserstein
 from ..models.mlp import ToyMLP, ToyMLPConfig
-from .checkpoint import check_run_folder
+from ..parallel import data_parallel
+from ..parallel.batch import BatchShard
+from ..parallel.data_parallel import DataParallel, check_parallel_mode, unsharded
+from .checkpoint import check_run_folder, save_checkpoint
 from .loop import train_loop
+from .objectives import around, network_of
 
 
 # the range of every numeric field of Toy2DConfig
@@ -46,11 +50,14 @@ class Toy2DConfig:
     sampling_steps: int = 32  # steps of the sampler (Karras sigmas)
     num_samples: int = 2000  # points drawn for the report
     seed: int = 0  # seeds data, initialisation and sampling
-    out_dir: str = "runs/toy2d"  # where the report goes
+    parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
+    # "ddp" or "fsdp" (parallel/data_parallel.py); one process ignores it
+    out_dir: str = "runs/toy2d"  # where the report and model.pt go
     overwrite: bool = False  # replace a finished run in out_dir (otherwise an error)
 
     def __post_init__(self):
         check_ranges(self, TOY2D_CONFIG_RANGES)
+        check_parallel_mode(self.parallel)
 
 
 def build_denoiser(config: Toy2DConfig) -> torch.nn.Module:
@@ -65,24 +72,28 @@ def build_denoiser(config: Toy2DConfig) -> torch.nn.Module:
     raise ValueError(f"unknown objective {config.objective!r}; choose 'edm' or 'ddpm'")
 
 
-def loss_function(config: Toy2DConfig, denoiser: torch.nn.Module) -> Callable:
-    """loss(generator) on a fresh batch, for the chosen objective."""
+def loss_function(config: Toy2DConfig, denoiser: torch.nn.Module, shard: Optional[BatchShard] = None) -> Callable:
+    """loss(generator) on a fresh batch, for the chosen objective (with a `shard`, this process's rows of it)."""
     def loss_of_batch(generator):
         x0 = sample_toy(config.dataset, config.batch_size, generator)
         if config.objective == "edm":
-            return edm_loss(denoiser, x0, sigma_data=config.sigma_data, generator=generator)
-        return ddpm_loss(denoiser.model, x0, denoiser.alphas_cumprod, config.prediction, generator)
+            return edm_loss(denoiser, x0, sigma_data=config.sigma_data, generator=generator, shard=shard)
+        return ddpm_loss(network_of(denoiser), x0, denoiser.alphas_cumprod, config.prediction, generator, shard=shard)
 
     return loss_of_batch
 
 
-def train_toy2d(config: Toy2DConfig, progress: bool = True):
-    """Train; returns (denoiser, ema_denoiser, losses). Deterministic on CPU for a given seed."""
+def train_toy2d(config: Toy2DConfig, progress: bool = True, parallel: Optional[DataParallel] = None):
+    """Train, on this process or as one of the processes of `parallel`; returns (denoiser, ema_denoiser, losses).
+    Deterministic on CPU for a given seed, and the same on any number of processes."""
     torch.manual_seed(config.seed)
     denoiser = build_denoiser(config)
-    ema, losses = train_loop(denoiser, loss_function(config, denoiser), config.steps, config.learning_rate,
-                             config.ema_decay, config.seed, f"train {config.dataset} ({config.objective})", progress)
-    return denoiser, ema, losses
+    trained, ema = (denoiser, None) if parallel is None else parallel.view(denoiser, network_of, around)
+    shard = None if parallel is None else parallel.shard
+    ema, losses = train_loop(denoiser, loss_function(config, trained, shard), config.steps, config.learning_rate,
+                             config.ema_decay, config.seed, f"train {config.dataset} ({config.objective})", progress,
+                             parallel=parallel, ema=ema)
+    return denoiser, unsharded(ema, lambda: build_denoiser(config)), losses
 
 
 @torch.no_grad()
@@ -127,15 +138,22 @@ def write_toy2d_report(config: Toy2DConfig, losses: list, scores: dict, seconds:
 
 
 def run_toy2d(config: Toy2DConfig) -> dict:
-    """Train, evaluate and report: the whole demo."""
+    """Train, evaluate and report: the whole demo. Launched by torchrun, every process trains; process 0 alone
+    evaluates and writes, the others return {}."""
     check_run_folder(config.out_dir, config.overwrite)
+    parallel = data_parallel.start(config.parallel, "cpu")
     start = time.time()
-    _, ema, losses = train_toy2d(config)
+    _, ema, losses = train_toy2d(config, parallel=parallel)
     seconds = time.time() - start
+    data_parallel.finish(parallel)
+    if parallel is not None and not parallel.is_main:
+        return {}
     scores = evaluate_toy2d(ema, config)
     out = write_toy2d_report(config, losses, scores, seconds)
+    save_checkpoint(out / "model.pt", {"config": asdict(config), "model": ema.state_dict()})
     print(f"trained {config.steps} steps in {seconds:.0f} s; sliced Wasserstein distance to held-out data:")
     print(f"  {'samples':<12}{scores['samples']:.4f}\n  {'untrained':<12}{scores['untrained']:.4f}"
           f"\n  {'data floor':<12}{scores['data_floor']:.4f}  (fresh draws of the data itself, the best to expect)")
-    print(f"wrote {out / 'samples.png'}, {out / 'loss.png'} and {out / 'metrics.json'}")
+    print(f"wrote {out / 'samples.png'}, {out / 'loss.png'}, {out / 'metrics.json'} and the EMA weights in "
+          f"{out / 'model.pt'}")
     return scores

@@ -16,6 +16,8 @@ from tiny_datasets.videos import video_dataset
 from ..config import check_device, check_ranges
 from ..data.video_io import psnr, tile_videos, write_frame_grid, write_gif, write_video
 from ..models.vae import VideoVAE, VideoVAEConfig, compression_ratio, measure_latent_scale, vae_loss
+from ..parallel import data_parallel
+from ..parallel.data_parallel import DataParallel, check_parallel_mode, unsharded
 from .checkpoint import check_run_folder, save_checkpoint
 from .loop import Checkpointing, train_loop
 
@@ -55,12 +57,15 @@ class VAEConfig:
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
     seed: int = 0  # seeds data, initialisation and training
     device: str = "cpu"  # "cpu" or "cuda": where the VAE trains and encodes (clips are rendered on the CPU)
+    parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
+    # "ddp" or "fsdp" (parallel/data_parallel.py); one process ignores it
     out_dir: str = "runs/vae"  # checkpoint.pt, vae.pt, reconstructions, loss.png, metrics.json
     overwrite: bool = False  # replace a finished (or start over an unfinished) run in out_dir
 
     def __post_init__(self):
         check_ranges(self, VAE_CONFIG_RANGES)
         check_device(self.device, present=False)
+        check_parallel_mode(self.parallel)
 
 
 def model_config(config: VAEConfig) -> VideoVAEConfig:
@@ -105,11 +110,15 @@ def write_reconstructions(vae: VideoVAE, videos: torch.Tensor, out: Path, count:
 
 
 def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch.Tensor] = None,
-              on_save: Optional[Callable[[int, VideoVAE], None]] = None):
-    """Train; returns (the EMA VAE with its measured latent scale, per-step losses). At each checkpoint
-    `on_save(step, ema VAE)` runs; by default it writes reconstruction videos when `progress` is on."""
+              on_save: Optional[Callable[[int, VideoVAE], None]] = None, parallel: Optional[DataParallel] = None):
+    """Train, on this process or as one of the processes of `parallel` (each rendering the whole batch and
+    training on its rows); returns (the EMA VAE with its measured latent scale, per-step losses). At each
+    checkpoint `on_save(step, ema VAE)` runs on process 0; by default it writes reconstruction videos when
+    `progress` is on (not under FSDP, whose EMA is then sharded: the run's last ones are written)."""
     torch.manual_seed(config.seed)
     vae = VideoVAE(model_config(config)).to(config.device)
+    trained, ema = (vae, None) if parallel is None else parallel.view(vae)
+    shard = None if parallel is None else parallel.shard
     if held_out is None:
         held_out = held_out_clips(config)
     dataset = video_dataset(config.dataset, num_items=TRAINING_CLIPS, image_size=config.image_size,
@@ -118,18 +127,20 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
     def loss_of_batch(generator):
         index = torch.randint(TRAINING_CLIPS, (config.batch_size,), generator=generator).tolist()
         videos = torch.stack([dataset[i]["video"] for i in index]).to(config.device)
-        return vae_loss(vae, videos, config.kl_weight, config.reconstruction, generator)[0]
+        return vae_loss(trained, videos, config.kl_weight, config.reconstruction, generator, shard)[0]
 
     out = Path(config.out_dir)
 
     def write_videos(step, ema):
-        if progress:
+        if progress and (parallel is None or parallel.mode != "fsdp"):
             write_reconstructions(ema, held_out, out)
 
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
                                   may_differ=("resume", "checkpoint_every", "out_dir", "overwrite"), on_save=on_save or write_videos)
     ema, losses = train_loop(vae, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
-                             f"train the video VAE on {config.dataset}", progress, checkpointing)
+                             f"train the video VAE on {config.dataset}", progress, checkpointing, parallel=parallel,
+                             ema=ema)
+    ema = unsharded(ema, lambda: VideoVAE(model_config(config)).to(config.device))
     ema.latent_scale.fill_(measure_latent_scale(ema, held_out))
     return ema, losses
 
@@ -147,18 +158,27 @@ def load_vae(path) -> VideoVAE:
     return vae.eval()
 
 
-def run_vae(config: VAEConfig) -> dict:
-    """Train, measure held-out PSNR and the latent scale, write vae.pt, reconstructions, loss.png, metrics.json."""
+def run_vae(config: VAEConfig, parallel: Optional[DataParallel] = None) -> dict:
+    """Train, measure held-out PSNR and the latent scale, write vae.pt, reconstructions, loss.png, metrics.json.
+    Launched by torchrun, every process trains, as one of the caller's `parallel` (a video run training its VAE) or
+    joining torchrun's processes itself; process 0 alone measures and writes, the others return {}."""
     from ..plotting import draw_loss_curve
 
     check_device(config.device)
     check_run_folder(config.out_dir, config.overwrite, config.resume)
+    joined = parallel is None
+    if joined:
+        parallel = data_parallel.start(config.parallel, config.device)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     held_out = held_out_clips(config)
     start = time.time()
-    vae, losses = train_vae(config, held_out=held_out)
+    vae, losses = train_vae(config, held_out=held_out, parallel=parallel)
     seconds = time.time() - start
+    if joined:
+        data_parallel.finish(parallel)
+    if parallel is not None and not parallel.is_main:
+        return {}
     scores = evaluate_vae(vae, held_out)
     save_vae(vae, out / "vae.pt")
     write_reconstructions(vae, held_out, out)

@@ -43,7 +43,6 @@ from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
 from ..scoring import WORLD_ATTRIBUTES, score_videos
 from .checkpoint import check_run_folder, save_checkpoint
-from .ema import make_ema
 from .loop import Checkpointing, Logging, train_loop
 from .video_config import VideoConfig, parse_window
 from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
@@ -52,8 +51,9 @@ from .objectives import NOISE_LABEL_SCALES, around, network_of, objective_loss, 
 from .vae import VAEConfig, load_vae, run_vae
 
 
-def prepare_vae(config: VideoConfig) -> Optional[VideoVAE]:
-    """The VAE of a latent-space run: loaded from vae_path, or reused from OUT_DIR/vae, or trained there."""
+def prepare_vae(config: VideoConfig, parallel: Optional[DataParallel] = None) -> Optional[VideoVAE]:
+    """The VAE of a latent-space run: loaded from vae_path, or reused from OUT_DIR/vae, or trained there (by the
+    run's processes together, when `parallel`)."""
     if config.space == "pixel":
         return None
     path = Path(config.vae_path) if config.vae_path else Path(config.out_dir) / "vae" / "vae.pt"
@@ -63,8 +63,10 @@ def prepare_vae(config: VideoConfig) -> Optional[VideoVAE]:
                                     f"--preset vae`, or leave vae_path empty to train one here")
         run_vae(VAEConfig(dataset=config.dataset, image_size=config.image_size, num_frames=config.num_frames,
                           steps=config.vae_steps, checkpoint_every=config.vae_steps, seed=config.seed,
-                          device=config.device,
-                          out_dir=str(path.parent)))
+                          device=config.device, parallel=config.parallel,
+                          out_dir=str(path.parent)), parallel)
+        if parallel is not None:
+            parallel.barrier()  # process 0 has written vae.pt
     vae = load_vae(path)
     if vae.config.in_channels != 3:
         raise ValueError(f"the VAE at {path} encodes {vae.config.in_channels} channels, not RGB video")
@@ -150,12 +152,8 @@ def training_view(denoiser: torch.nn.Module, parallel: Optional[DataParallel]
     before sharding, sharded alike; else None, train_loop copies). The denoiser itself on one process."""
     if parallel is None:
         return dict(denoiser=denoiser), None
-    if parallel.mode == "fsdp":  # sharded in place
-        ema = make_ema(denoiser)
-        parallel.shard_weights(network_of(ema))
-        parallel.wrap(network_of(denoiser))
-        return dict(denoiser=denoiser, shard=parallel.shard), ema
-    return dict(denoiser=around(denoiser, parallel.wrap(network_of(denoiser))), shard=parallel.shard), None
+    trained, ema = parallel.view(denoiser, network_of, around)
+    return dict(denoiser=trained, shard=parallel.shard), ema
 
 
 def train_video(config: VideoConfig, sets: Sequence[TrainingSet], vocabulary_size: int, progress: bool = True,
@@ -287,7 +285,7 @@ def describe_scores(scores: dict, dataset: Optional[str] = None) -> str:
             f"permanence {scores['permanence']:.0%}")
 
 
-def prepare_data(config: VideoConfig, progress: bool = True):
+def prepare_data(config: VideoConfig, progress: bool = True, parallel: Optional[DataParallel] = None):
     """What a run learns from and is scored on: (training sets, tokenizer, VAE or None, held-out clips (N, 3, T, H,
     W) or None, their captions, FolderData or None). From the tiny world, or from the folder `config.data`."""
     if config.data:
@@ -305,7 +303,7 @@ def prepare_data(config: VideoConfig, progress: bool = True):
     held_out_videos, held_out_captions = held_out_clips(config)
     rendered = [(bucket, *training_clips(config, held_out_captions, progress, bucket))
                 for bucket in training_buckets(config)]
-    vae = prepare_vae(config)
+    vae = prepare_vae(config, parallel)
     tokenizer = CaptionTokenizer.from_captions([caption for _, _, captions in rendered for caption in captions])
     sets = [(bucket, encode(vae, videos, progress=progress), tokenizer.encode(captions, config.caption_length))
             for bucket, videos, captions in rendered]
@@ -327,7 +325,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start_time = time.time()
-    sets, tokenizer, vae, held_out_videos, held_out_captions, folder = prepare_data(config, progress)
+    sets, tokenizer, vae, held_out_videos, held_out_captions, folder = prepare_data(config, progress, parallel)
     vae_seconds = time.time() - start_time
     data_shape = tuple(sets[0][1].shape[1:])
     prepared = time.time()

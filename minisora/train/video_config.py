@@ -8,7 +8,7 @@ from ..data.buckets import parse_buckets, unseen_buckets
 from ..diffusion.conditioning import parse_task_mix
 from ..diffusion.flow import Path as FlowPath
 from ..models.video_dit import FRAME_MARKINGS
-from ..parallel.data_parallel import PARALLEL_MODES
+from ..parallel.data_parallel import check_parallel_mode
 from ..parallel.sequence import SEQUENCE_METHODS
 from .objectives import check_objective
 
@@ -102,8 +102,7 @@ class VideoConfig:
         if self.frame_marking not in FRAME_MARKINGS:
             raise ValueError(f"frame_marking must be one of {FRAME_MARKINGS}, got {self.frame_marking!r}")
         parse_task_mix(self.task_mix)
-        if self.parallel not in PARALLEL_MODES:
-            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}")
+        check_parallel_mode(self.parallel)
         if self.sequence_method not in SEQUENCE_METHODS:
             raise ValueError(f"sequence_method must be one of {SEQUENCE_METHODS}, got {self.sequence_method!r}")
         unseen_buckets(self.unseen_sizes)
