@@ -154,7 +154,7 @@ def test_foreign_and_damaged_checkpoints_are_clear_errors(small_run, tmp_path):
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes((Path(config.out_dir) / "model.pt").read_bytes()[:5000])
     for path, message in ((foreign, "is not a text-to-video model"), (damaged, "is not a readable checkpoint"),
-                          (tmp_path / "missing.pt", "no model at")):
+                          (tmp_path / "missing.pt", "missing.pt; train one with")):
         result = subprocess.run([sys.executable, "-m", "minisora", "sample", "--checkpoint", str(path), "--prompt",
                                  "a red circle moving left"], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .attention import Attention
-from .embeddings import LabelEmbedding, TimestepEmbedding, sincos_position_embedding
+from .embeddings import LabelEmbedding, TimestepEmbedding, mae_position_embedding, sincos_position_embedding
 from .patches import check_patchable, patchify, unpatchify
 from .transformer import MLP, check_class_conditional_inputs, run_block
 
@@ -42,12 +42,15 @@ class DiTConfig:
     attention_backend: str = "sdpa"  # "math", "sdpa" or "flash" (minisora.kernels: no N x N matrix kept)
     checkpoint_activations: bool = False  # recompute each block in the backward pass instead of storing its activations
     noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
+    position_layout: str = "minisora"  # the fixed sin-cos table's channels: "minisora" (`sincos_position_embedding`)
+    # or "mae" (`mae_position_embedding`, images only: the layout the paper's released weights were trained with)
 
     @property
     def out_channels(self) -> int:
         return 2 * self.in_channels if self.learn_sigma else self.in_channels
 
 
+POSITION_LAYOUTS = ("minisora", "mae")
 # (depth, hidden, heads) of the paper's Table 1
 DIT_SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
 
@@ -143,6 +146,17 @@ def initialize_adaln_zero(model: nn.Module, noise_embedding: nn.Module, modulati
         nn.init.zeros_(module.bias)
 
 
+def position_table(config: DiTConfig) -> torch.Tensor:
+    """The fixed sin-cos positions (N, D) of the config's token grid, in its layout; a quarter of the channels (even)
+    encode the frame when there are several."""
+    grid = check_patchable((config.frames, config.input_size, config.input_size),
+                           (config.temporal_patch, config.patch_size, config.patch_size))
+    if config.position_layout == "mae":
+        return mae_position_embedding(grid[1], grid[2], config.hidden)
+    time_dim = 0 if grid[0] == 1 else config.hidden // 4 - (config.hidden // 4) % 2
+    return sincos_position_embedding(grid, config.hidden, time_dim)
+
+
 class DiT(nn.Module):
     """x (B, C, T, H, W), noise_label (B,), label (B,) -> (B, out_channels, T, H, W)."""
 
@@ -150,13 +164,15 @@ class DiT(nn.Module):
         super().__init__()
         if config.conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {config.conditioning!r}; choose one of {CONDITIONINGS}")
+        if config.position_layout not in POSITION_LAYOUTS or (config.position_layout == "mae" and config.frames > 1):
+            raise ValueError(f"position_layout={config.position_layout!r} must be one of {POSITION_LAYOUTS}, and "
+                             f"'mae' (a 2D table) is for images: frames=1, got {config.frames}")
         self.config = config
         self.patch = (config.temporal_patch, config.patch_size, config.patch_size)
         self.grid = check_patchable((config.frames, config.input_size, config.input_size), self.patch)
         dim = config.hidden
         self.patch_embedding = nn.Linear(config.in_channels * math.prod(self.patch), dim)
-        time_dim = 0 if self.grid[0] == 1 else dim // 4 - (dim // 4) % 2
-        self.register_buffer("position", sincos_position_embedding(self.grid, dim, time_dim)[None], persistent=False)
+        self.register_buffer("position", position_table(config)[None], persistent=False)  # (1, N, D), fixed
         self.noise_embedding = TimestepEmbedding(dim, scale=config.noise_label_scale)
         self.label_embedding = LabelEmbedding(config.num_classes, dim, config.class_dropout) if config.num_classes else None
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))

@@ -36,6 +36,23 @@ def sincos_position_embedding(grid: Tuple[int, int, int], dim: int, time_dim: in
     return torch.cat(parts, dim=1)  # (N, dim)
 
 
+def mae_position_embedding(height: int, width: int, dim: int) -> torch.Tensor:
+    """The 2D sin-cos table of MAE's code (`get_2d_sincos_pos_embed`), which the DiT paper's code uses and its
+    released weights were trained with: (height * width, dim) in row-major token order, the same frequencies as
+    `sincos_position_embedding` but laid out otherwise. Its meshgrid puts the column first, so the first dim / 2
+    channels encode the column w and the rest the row h, each as [sin, cos] where minisora's table has [cos, sin]
+    of the row, then of the column. A model given the other layout sees its positions scrambled."""
+    if dim % 4:
+        raise ValueError(f"mae_position_embedding needs dim a multiple of 4, got {dim}")
+    h, w = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+
+    def sine_first(features: torch.Tensor) -> torch.Tensor:  # [cos, sin] -> [sin, cos]
+        return torch.cat(features.chunk(2, dim=1)[::-1], dim=1)
+
+    return torch.cat([sine_first(sinusoidal_embedding(w.flatten(), dim // 2)),
+                      sine_first(sinusoidal_embedding(h.flatten(), dim // 2))], dim=1)  # (N, dim)
+
+
 def rotary_angles(grid: Tuple[int, int, int], head_dim: int, max_period: float = 100.0) -> torch.Tensor:
     """The angles of 3D rotary position embedding (RoPE, Su et al. 2021; per axis, as video DiTs such as CogVideoX
     use it) for a (T, H, W) token grid in (t, h, w) order: (T * H * W, head_dim / 2). Each of a head's head_dim / 2

@@ -24,17 +24,25 @@ def save_checkpoint(path: Union[str, Path], state: dict) -> Path:
     return path
 
 
+def read_checkpoint(path: Union[str, Path], if_missing: str, if_damaged: str, error=ValueError):
+    """What a checkpoint file holds, read onto the CPU with weights_only (tensors, numbers, strings: nothing in it
+    is run); a missing file is a FileNotFoundError that says `if_missing`, a damaged or foreign one an `error` that
+    says `if_damaged`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; {if_missing}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as failure:  # torch raises several kinds for a truncated or foreign file
+        raise error(f"{path} is not a readable checkpoint ({type(failure).__name__}: {str(failure)[:300]}); "
+                    f"{if_damaged}") from None
+
+
 def load_checkpoint(path: Union[str, Path], config: dict, may_differ: Iterable[str] = ()) -> dict:
     """The state saved at `path`, after checking that it was saved by a run of the same `config` (a dict; keys in
     `may_differ` are not compared). Every problem is an error that says what to do."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train without --resume to start a new run there")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for a damaged file
-        raise RuntimeError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); delete it to "
-                           f"start afresh") from None
+    state = read_checkpoint(path, "train without --resume to start a new run there", "delete it to start afresh",
+                            RuntimeError)
     saved = state.get("config", {})
     skip = set(may_differ)
     differences = [f"{key}: checkpoint {saved.get(key)!r}, now {config.get(key)!r}"

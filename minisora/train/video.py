@@ -42,7 +42,7 @@ from ..parallel import data_parallel
 from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
 from ..scoring import WORLD_ATTRIBUTES, score_videos
-from .checkpoint import check_run_folder, save_checkpoint
+from .checkpoint import check_run_folder, read_checkpoint, save_checkpoint
 from .loop import Checkpointing, Logging, train_loop
 from .video_config import VideoConfig, parse_window
 from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
@@ -228,13 +228,8 @@ def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], to
     that is not one is a clear error."""
     from ..models.vae import VideoVAEConfig
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model at {path}; train one with `python -m minisora train --preset tiny`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for a damaged or foreign file
-        raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    state = read_checkpoint(path, "train one with `python -m minisora train --preset tiny`",
+                            "train one with `python -m minisora train --preset tiny`")
     if not isinstance(state, dict) or state.get("kind") != "minisora text-to-video":
         found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} is not a text-to-video model written by `train --preset tiny` (it holds {found}); "

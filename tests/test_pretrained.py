@@ -1,0 +1,132 @@
+"""The DiT paper's released checkpoints in minisora's DiT (minisora.pretrained), proved without the real files: a
+small DiT of diffusers (an independent implementation, its own position table included) written out in the paper's
+key names and layouts, loaded by `load_dit`, must compute what diffusers computes; damaged or foreign files are
+clear errors."""
+import math
+
+import pytest
+import torch
+
+from minisora.models.embeddings import mae_position_embedding, sincos_position_embedding
+from minisora.pretrained import load_dit
+
+WIDTH, HEADS, DEPTH, CLASSES, LATENT_SIDE, PATCH = 32, 2, 2, 10, 8, 2
+
+
+def diffusers_dit():
+    """diffusers' DiTTransformer2DModel, small, every weight random (its zero-initialised ones too), each block's
+    copy of the timestep and label embedders tied to block 0's: diffusers gives every block its own, the paper's
+    code one for all, so only a tied model has a checkpoint in the paper's layout. And one setting moved to the
+    paper's: diffusers' timestep features use frequencies 10000^(-i / (half - 1)) (downscale_freq_shift=1), the
+    paper's code (and minisora) 10000^(-i / half); the two agree at t = 0 only."""
+    diffusers = pytest.importorskip("diffusers", reason="diffusers (the test extra) compares against its DiT")
+    torch.manual_seed(0)
+    model = diffusers.DiTTransformer2DModel(num_attention_heads=HEADS, attention_head_dim=WIDTH // HEADS,
+                                            in_channels=4, out_channels=8, num_layers=DEPTH, sample_size=LATENT_SIDE,
+                                            patch_size=PATCH, num_embeds_ada_norm=CLASSES)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn_like(parameter) * 0.2)
+        first = model.transformer_blocks[0].norm1.emb
+        for block in model.transformer_blocks:
+            block.norm1.emb.load_state_dict(first.state_dict())
+            block.norm1.emb.time_proj.downscale_freq_shift = 0
+    return model.eval()
+
+
+def in_the_papers_layout(model) -> dict:
+    """diffusers' DiT as the paper's code names and lays out its state dict (models.py of facebookresearch/DiT)."""
+    theirs = model.state_dict()
+    embedder = "transformer_blocks.0.norm1.emb."
+    state = {
+        "pos_embed": model.pos_embed.pos_embed.clone(),  # diffusers' own sin-cos table, (1, N, D)
+        "x_embedder.proj.weight": theirs["pos_embed.proj.weight"],
+        "x_embedder.proj.bias": theirs["pos_embed.proj.bias"],
+        "t_embedder.mlp.0.weight": theirs[embedder + "timestep_embedder.linear_1.weight"],
+        "t_embedder.mlp.0.bias": theirs[embedder + "timestep_embedder.linear_1.bias"],
+        "t_embedder.mlp.2.weight": theirs[embedder + "timestep_embedder.linear_2.weight"],
+        "t_embedder.mlp.2.bias": theirs[embedder + "timestep_embedder.linear_2.bias"],
+        "y_embedder.embedding_table.weight": theirs[embedder + "class_embedder.embedding_table.weight"],
+        "final_layer.adaLN_modulation.1.weight": theirs["proj_out_1.weight"],
+        "final_layer.adaLN_modulation.1.bias": theirs["proj_out_1.bias"],
+        "final_layer.linear.weight": theirs["proj_out_2.weight"],
+        "final_layer.linear.bias": theirs["proj_out_2.bias"],
+    }
+    for index in range(DEPTH):
+        block, new = f"transformer_blocks.{index}.", f"blocks.{index}."
+        for kind in ("weight", "bias"):
+            state[new + f"attn.qkv.{kind}"] = torch.cat([theirs[block + f"attn1.to_{part}.{kind}"] for part in "qkv"])
+            state[new + f"attn.proj.{kind}"] = theirs[block + f"attn1.to_out.0.{kind}"]
+            state[new + f"mlp.fc1.{kind}"] = theirs[block + f"ff.net.0.proj.{kind}"]
+            state[new + f"mlp.fc2.{kind}"] = theirs[block + f"ff.net.2.{kind}"]
+            state[new + f"adaLN_modulation.1.{kind}"] = theirs[block + f"norm1.linear.{kind}"]
+    return state
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = diffusers_dit()
+    path = tmp_path_factory.mktemp("dit") / "DiT-tiny.pt"
+    torch.save(in_the_papers_layout(model), path)
+    return model, path
+
+
+def test_a_checkpoint_in_the_papers_layout_computes_what_diffusers_computes(checkpoint):
+    theirs, path = checkpoint
+    ours = load_dit(path, heads=HEADS)
+    config = ours.config
+    assert (config.hidden, config.depth, config.heads, config.patch_size) == (WIDTH, DEPTH, HEADS, PATCH)
+    assert (config.input_size, config.num_classes, config.learn_sigma) == (LATENT_SIDE, CLASSES, True)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, LATENT_SIDE, LATENT_SIDE, generator=generator)
+    labels = torch.tensor([1, 7, CLASSES])  # the null label too
+    # float32 rounding; at late timesteps diffusers' sin and cos of t * frequency are taken in float32 (arguments up
+    # to 999 radians, off by about 6e-5), minisora's in float64, so the outputs differ more there
+    for timesteps, tolerance in (([0, 5, 9], 2e-5), ([250, 500, 999], 5e-4)):
+        with torch.no_grad():
+            expected = theirs(x, timestep=torch.tensor(timesteps), class_labels=labels).sample
+            found = ours(x[:, :, None], torch.tensor(timesteps), labels)[:, :, 0]
+        assert expected.abs().mean() > 0.5  # random weights: a far from trivial output
+        torch.testing.assert_close(found, expected, rtol=1e-5, atol=tolerance)
+
+
+def test_maes_position_table_is_minisoras_with_its_channels_moved():
+    """MAE's meshgrid puts the column first and sin before cos: the same numbers in another order, so a model given
+    the wrong one sees every position scrambled."""
+    theirs, ours = mae_position_embedding(4, 6, 16), sincos_position_embedding((1, 4, 6), 16)
+    quarters = theirs.chunk(4, dim=1)  # sin w, cos w, sin h, cos h
+    assert torch.equal(torch.cat([quarters[3], quarters[2], quarters[1], quarters[0]], dim=1), ours)
+    assert not torch.allclose(theirs, ours)
+    assert torch.allclose(theirs[7, :4], torch.sin(torch.tensor(1.0) / 10000 ** (torch.arange(4) / 4)))  # w = 1
+
+
+def test_files_that_are_not_the_papers_dit_are_clear_errors(checkpoint, tmp_path):
+    _, path = checkpoint
+    state = torch.load(path, weights_only=True)
+    with pytest.raises(FileNotFoundError, match="dl.fbaipublicfiles.com/DiT"):
+        load_dit(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_dit(truncated)
+    with pytest.raises(ValueError, match=f"a DiT for {8 * LATENT_SIDE} x {8 * LATENT_SIDE} images .* not 256"):
+        load_dit(path, image_size=256, heads=HEADS)  # a 64 x 64 checkpoint used at 256
+    with pytest.raises(ValueError, match="width of 32 is none of the paper's DiT sizes"):
+        load_dit(path)  # heads unknown for this width
+
+    def saved(changed: dict):
+        changed_path = tmp_path / "changed.pt"
+        torch.save(changed, changed_path)
+        return changed_path
+
+    with pytest.raises(ValueError, match="no 'blocks.1.attn.proj.weight'"):
+        load_dit(saved({key: value for key, value in state.items() if key != "blocks.1.attn.proj.weight"}), heads=HEADS)
+    with pytest.raises(ValueError, match="1 tensors minisora's DiT has no place for: blocks.0.attn.extra"):
+        load_dit(saved({**state, "blocks.0.attn.extra": torch.zeros(1)}), heads=HEADS)
+    rows_then_columns = dict(state, pos_embed=sincos_position_embedding((1, LATENT_SIDE // PATCH,
+                                                                         LATENT_SIDE // PATCH), WIDTH)[None])
+    with pytest.raises(ValueError, match="pos_embed is not the sin-cos table of MAE's layout"):
+        load_dit(saved(rows_then_columns), heads=HEADS)
+    with pytest.raises(ValueError, match="no 'x_embedder.proj.weight'"):
+        load_dit(saved({"weight": torch.zeros(2)}))
+    assert math.isqrt(state["pos_embed"].shape[1]) ** 2 == state["pos_embed"].shape[1]
