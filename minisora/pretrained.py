@@ -12,6 +12,10 @@ a name it does not know or without one it needs. Three layouts differ between th
   position_layout="mae"; the checkpoint's own table is checked against it.
 
 The attention's fused query-key-value projection splits into minisora's query and key_value maps.
+
+`dit_denoiser(model)` puts a loaded DiT behind minisora's denoiser interface with the paper's diffusion: DDPM's 1000
+linear betas from 1e-4 to 0.02, the network predicting the noise in its first C output channels (the other C are
+its learned variance, which a deterministic or DDIM-style sampler does not use), so any sampler drives it.
 """
 import math
 import re
@@ -19,7 +23,11 @@ from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
+from torch import nn
 
+from .diffusion.ddpm import split_learned_variance
+from .diffusion.denoisers import VPDenoiser
+from .diffusion.schedules import alphas_cumprod, linear_betas
 from .models.dit import DIT_SIZES, DiT, DiTConfig, position_table
 from .train.checkpoint import read_checkpoint
 
@@ -27,6 +35,25 @@ from .train.checkpoint import read_checkpoint
 HEADS_BY_WIDTH = {hidden: heads for _, hidden, heads in DIT_SIZES.values()}
 WHERE_TO_GET_DIT = ("the paper's checkpoints are published at https://dl.fbaipublicfiles.com/DiT/models/ "
                     "(DiT-XL-2-256x256.pt, DiT-XL-2-512x512.pt); the DiT repository's download.py fetches them")
+
+
+class NoiseHead(nn.Module):
+    """The noise prediction of a learned-sigma network: the first C of its 2C output channels (the rest are the
+    interpolation weights of its variance, Nichol & Dhariwal 2021, Eq. 15)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
+        return split_learned_variance(self.model(x, t, **cond))[0]
+
+
+def dit_denoiser(model: DiT) -> VPDenoiser:
+    """D(x, sigma, label=...) of a DiT trained as the paper trains it: noise prediction on DDPM's linear schedule
+    (Peebles & Xie 2023, Section 4: beta from 1e-4 to 0.02 over 1000 steps), learned sigma or not."""
+    network = NoiseHead(model) if model.config.learn_sigma else model
+    return VPDenoiser(network, alphas_cumprod(linear_betas()), "epsilon")
 
 
 def read_state_dict(path: Union[str, Path], where_to_get: str = WHERE_TO_GET_DIT) -> Dict[str, torch.Tensor]:

@@ -130,3 +130,37 @@ def test_files_that_are_not_the_papers_dit_are_clear_errors(checkpoint, tmp_path
     with pytest.raises(ValueError, match="no 'x_embedder.proj.weight'"):
         load_dit(saved({"weight": torch.zeros(2)}))
     assert math.isqrt(state["pos_embed"].shape[1]) ** 2 == state["pos_embed"].shape[1]
+
+
+def test_dits_diffusion_through_minisoras_samplers_is_ddpms_algorithm_2():
+    """A tiny random learned-sigma DiT (float64) behind `dit_denoiser`: the ancestral sampler in sigma space on all
+    1000 of the paper's linear-beta steps (eta = 1) draws what DDPM's Algorithm 2 draws from its noise head, and
+    deterministic DDIM is Euler's method, sample for sample: the denoiser's timesteps, noise head and schedule are
+    the paper's."""
+    from minisora.diffusion.ddim import ddim_sample
+    from minisora.diffusion.ddpm import ddpm_sample
+    from minisora.diffusion.samplers import sample_euler, sample_euler_ancestral
+    from minisora.diffusion.schedules import alphas_cumprod, linear_betas, respace_timesteps, sigmas_from_timesteps
+    from minisora.models.dit import DiT, DiTConfig
+    from minisora.pretrained import NoiseHead, dit_denoiser
+
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(input_size=8, in_channels=4, patch_size=4, hidden=32, depth=1, heads=2, num_classes=CLASSES,
+                          position_layout="mae")).double().eval()
+    with torch.no_grad():  # the zero-initialised modulation and output layers too: a network that does something
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    schedule, labels = alphas_cumprod(linear_betas()), torch.tensor([3, CLASSES])
+    x_T = torch.randn(2, 4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ddpm = ddpm_sample(NoiseHead(model), x_T, schedule, generator=torch.Generator().manual_seed(2), label=labels)
+        sigmas = sigmas_from_timesteps(schedule, torch.arange(999, -1, -1))
+        ancestral = sample_euler_ancestral(dit_denoiser(model), x_T * (1 + sigmas[0] ** 2).sqrt(), sigmas,
+                                           cond={"label": labels}, generator=torch.Generator().manual_seed(2))
+        timesteps = respace_timesteps(1000, 25)
+        few = sigmas_from_timesteps(schedule, timesteps)
+        ddim = ddim_sample(NoiseHead(model), x_T, schedule, timesteps, label=labels)
+        euler = sample_euler(dit_denoiser(model), x_T * (1 + few[0] ** 2).sqrt(), few, cond={"label": labels})
+    assert ddpm.abs().mean() > 0.1 and not torch.allclose(ddpm[0], ddpm[1])
+    torch.testing.assert_close(ancestral, ddpm, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(euler, ddim, rtol=1e-8, atol=1e-8)
