@@ -1,4 +1,6 @@
-"""Released weights in minisora's own modules: the DiT paper's checkpoints (Peebles & Xie 2023) in `models.dit.DiT`.
+"""Released weights in minisora's own modules: the DiT paper's checkpoints (Peebles & Xie 2023) in `models.dit.DiT`,
+and the image autoencoder of latent diffusion (Stable Diffusion's VAE, sd-vae-ft-ema / sd-vae-ft-mse, through which
+DiT decodes) in `models.image_vae.ImageVAE`.
 
 The paper's code (facebookresearch/DiT, `models.py`) saves a plain state dict; `DiT-XL-2-256x256.pt` and
 `DiT-XL-2-512x512.pt` are its released EMA weights. `load_dit(path)` reads one (weights only: no code runs),
@@ -13,14 +15,19 @@ a name it does not know or without one it needs. Three layouts differ between th
 
 The attention's fused query-key-value projection splits into minisora's query and key_value maps.
 
+`load_image_vae(path)` reads either published layout of the autoencoder: latent diffusion's own (a `.ckpt` whose
+names are encoder.down.0.block.0..., a whole Stable Diffusion checkpoint's first_stage_model.* included) or a
+diffusers folder (config.json with diffusion_pytorch_model.safetensors or .bin; encoder.down_blocks.0.resnets.0...).
+
 `dit_denoiser(model)` puts a loaded DiT behind minisora's denoiser interface with the paper's diffusion: DDPM's 1000
 linear betas from 1e-4 to 0.02, the network predicting the noise in its first C output channels (the other C are
 its learned variance, which a deterministic or DDIM-style sampler does not use), so any sampler drives it.
 """
+import json
 import math
 import re
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -29,6 +36,7 @@ from .diffusion.ddpm import split_learned_variance
 from .diffusion.denoisers import VPDenoiser
 from .diffusion.schedules import alphas_cumprod, linear_betas
 from .models.dit import DIT_SIZES, DiT, DiTConfig, position_table
+from .models.image_vae import ImageVAE, ImageVAEConfig
 from .train.checkpoint import read_checkpoint
 
 # heads by width, from the paper's Table 1 (the checkpoint's tensors do not say how the width is split)
@@ -154,4 +162,152 @@ def load_dit(path: Union[str, Path], image_size: Optional[int] = None, heads: Op
                          f"{image_size} x {image_size} checkpoint or --image-size={8 * config.input_size}")
     model = DiT(config)
     model.load_state_dict(official_to_minisora(state, config))
+    return model.eval()
+
+
+WHERE_TO_GET_VAE = ("Stable Diffusion's VAE is published as stabilityai/sd-vae-ft-ema and sd-vae-ft-mse on the "
+                    "Hugging Face hub (a diffusers folder), and as vae-ft-mse-840000-ema-pruned.ckpt (latent "
+                    "diffusion's layout)")
+# latent diffusion's names -> minisora's, in order; {L} is the decoder's level count - 1 (its levels are numbered
+# from the full resolution there, from the smallest here)
+LATENT_DIFFUSION_NAMES = [
+    (r"^(encoder|decoder)\.mid\.block_1\.", r"\1.middle.0."),
+    (r"^(encoder|decoder)\.mid\.block_2\.", r"\1.middle.2."),
+    (r"^(encoder|decoder)\.mid\.attn_1\.norm\.", r"\1.middle.1.norm."),
+    (r"^(encoder|decoder)\.mid\.attn_1\.(q|k|v)\.", r"\1.middle.1.attention.\2."),
+    (r"^(encoder|decoder)\.mid\.attn_1\.proj_out\.", r"\1.middle.1.attention.out."),
+    (r"^encoder\.down\.(\d+)\.block\.(\d+)\.", r"encoder.levels.\1.blocks.\2."),
+    (r"^encoder\.down\.(\d+)\.downsample\.", r"encoder.levels.\1.resize."),
+    (r"^decoder\.up\.(\d+)\.block\.(\d+)\.", r"decoder.levels.{L-\1}.blocks.\2."),
+    (r"^decoder\.up\.(\d+)\.upsample\.", r"decoder.levels.{L-\1}.resize."),
+    (r"\.nin_shortcut\.", ".skip."),
+]
+DIFFUSERS_NAMES = [
+    (r"^(encoder|decoder)\.mid_block\.resnets\.0\.", r"\1.middle.0."),
+    (r"^(encoder|decoder)\.mid_block\.resnets\.1\.", r"\1.middle.2."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.group_norm\.", r"\1.middle.1.norm."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.(to_q|query)\.", r"\1.middle.1.attention.q."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.(to_k|key)\.", r"\1.middle.1.attention.k."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.(to_v|value)\.", r"\1.middle.1.attention.v."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.(to_out\.0|proj_attn)\.", r"\1.middle.1.attention.out."),
+    (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.levels.\1.blocks.\2."),
+    (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.levels.\1.resize."),
+    (r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.", r"decoder.levels.\1.blocks.\2."),
+    (r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", r"decoder.levels.\1.resize."),
+    (r"^(encoder|decoder)\.conv_norm_out\.", r"\1.norm_out."),
+    (r"\.conv_shortcut\.", ".skip."),
+]
+
+
+def _renamed(state: Dict[str, torch.Tensor], rules, levels: int) -> Dict[str, torch.Tensor]:
+    renamed = {}
+    for name, tensor in state.items():
+        for pattern, replacement in rules:
+            name = re.sub(pattern, replacement, name)
+        name = re.sub(r"\{L-(\d+)\}", lambda match: str(levels - 1 - int(match.group(1))), name)
+        renamed[name] = tensor
+    return renamed
+
+
+def read_image_vae_state(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """(the autoencoder's tensors in minisora's names, the diffusers config.json or {}) from a latent-diffusion
+    checkpoint file or a diffusers folder."""
+    path = Path(path)
+    settings = {}
+    if path.is_dir():
+        config_file = path / "config.json"
+        weights = [path / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
+        found = [file for file in weights if file.is_file()]
+        if not config_file.is_file() or not found:
+            raise FileNotFoundError(f"{path} is not a diffusers autoencoder folder: it needs config.json and "
+                                    f"diffusion_pytorch_model.safetensors (or .bin); {WHERE_TO_GET_VAE}")
+        settings = json.loads(config_file.read_text())
+        state = read_tensors(found[0])
+        rules = DIFFUSERS_NAMES
+    else:
+        state = read_tensors(path)
+        if isinstance(state.get("state_dict"), dict):  # a latent-diffusion training checkpoint
+            state = state["state_dict"]
+        if any(name.startswith("first_stage_model.") for name in state):  # a whole Stable Diffusion checkpoint
+            state = {name[len("first_stage_model."):]: tensor for name, tensor in state.items()
+                     if name.startswith("first_stage_model.")}
+        # the training loss's discriminator and perceptual network ride along in some files; they are not the model
+        state = {name: tensor for name, tensor in state.items() if not name.startswith("loss.")}
+        rules = DIFFUSERS_NAMES if any(".down_blocks." in name for name in state) else LATENT_DIFFUSION_NAMES
+    levels = len({name.split(".")[2] for name in state if re.match(r"^encoder\.(down|down_blocks)\.\d+\.", name)})
+    return _renamed(state, rules, levels), settings
+
+
+def read_tensors(path: Path) -> dict:
+    """A .safetensors file (needs the `safetensors` package) or a torch file, read without running any code."""
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights at {path}; {WHERE_TO_GET_VAE}")
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        try:
+            return load_file(path)
+        except Exception as failure:
+            raise ValueError(f"{path} is not a readable safetensors file ({type(failure).__name__}: "
+                             f"{str(failure)[:200]}); download it again") from None
+    state = read_checkpoint(path, WHERE_TO_GET_VAE, f"download it again ({WHERE_TO_GET_VAE})")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict (found {type(state).__name__}); {WHERE_TO_GET_VAE}")
+    return state
+
+
+def image_vae_config(state: Dict[str, torch.Tensor], settings: dict) -> ImageVAEConfig:
+    """The ImageVAEConfig of an autoencoder's tensors (in minisora's names): widths from each level's first block,
+    blocks per level, latent channels; groups and scaling factor from a diffusers config, else latent diffusion's."""
+    what = "Stable Diffusion's autoencoder"
+    channels = _tensor(state, "encoder.conv_in.weight", what).shape[0]
+    levels = sorted({int(name.split(".")[2]) for name in state if name.startswith("encoder.levels.")})
+    if not levels:
+        raise ValueError(f"the checkpoint has no encoder levels: it is not {what}")
+    widths = [_tensor(state, f"encoder.levels.{level}.blocks.0.conv1.weight", what).shape[0] for level in levels]
+    blocks = len({name.split(".")[4] for name in state if name.startswith("encoder.levels.0.blocks.")})
+    return ImageVAEConfig(in_channels=state["encoder.conv_in.weight"].shape[1],
+                          latent_channels=_tensor(state, "post_quant_conv.weight", what).shape[0],
+                          channels=channels, channel_multipliers=tuple(width // channels for width in widths),
+                          blocks_per_level=blocks, groups=settings.get("norm_num_groups", 32),
+                          scaling_factor=settings.get("scaling_factor", 0.18215))
+
+
+def to_image_vae(state: Dict[str, torch.Tensor], model: ImageVAE) -> Dict[str, torch.Tensor]:
+    """The renamed tensors as the model holds them: attention's 1 x 1 convolutions as linear maps, keys and values
+    joined; every tensor used, every parameter filled, or a clear error naming what is not."""
+    converted = {}
+    for name, tensor in state.items():
+        if ".attention." in name and tensor.dim() == 4:  # latent diffusion's q, k, v, proj_out are 1 x 1 convs
+            tensor = tensor[:, :, 0, 0]
+        converted[name] = tensor
+    for part in ("encoder", "decoder"):
+        for kind in ("weight", "bias"):
+            key, value = (f"{part}.middle.1.attention.{letter}.{kind}" for letter in "kv")
+            if key in converted and value in converted:
+                converted[f"{part}.middle.1.attention.key_value.{kind}"] = torch.cat([converted.pop(key),
+                                                                                     converted.pop(value)])
+            query = f"{part}.middle.1.attention.q.{kind}"
+            if query in converted:
+                converted[f"{part}.middle.1.attention.query.{kind}"] = converted.pop(query)
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(converted)), sorted(set(converted) - set(expected))
+    if missing or extra:
+        raise ValueError(f"the checkpoint does not fit Stable Diffusion's autoencoder: missing {missing[:4]}, "
+                         f"left over {extra[:4]}")
+    for name, tensor in converted.items():
+        if tensor.shape != expected[name].shape:
+            raise ValueError(f"{name} is {tuple(tensor.shape)} in the checkpoint, {tuple(expected[name].shape)} in "
+                             f"the autoencoder its other tensors describe: the file is damaged or of another model")
+    return converted
+
+
+def load_image_vae(path: Union[str, Path]) -> ImageVAE:
+    """minisora's ImageVAE with the released weights of latent diffusion's KL autoencoder (either layout), in eval
+    mode."""
+    state, settings = read_image_vae_state(path)
+    model = ImageVAE(image_vae_config(state, settings))
+    model.load_state_dict(to_image_vae(state, model))
     return model.eval()

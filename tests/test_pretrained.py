@@ -164,3 +164,81 @@ def test_dits_diffusion_through_minisoras_samplers_is_ddpms_algorithm_2():
     assert ddpm.abs().mean() > 0.1 and not torch.allclose(ddpm[0], ddpm[1])
     torch.testing.assert_close(ancestral, ddpm, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(euler, ddim, rtol=1e-8, atol=1e-8)
+
+
+def diffusers_autoencoder():
+    """diffusers' AutoencoderKL, small (2 levels of widths 32 and 64), every weight random."""
+    diffusers = pytest.importorskip("diffusers", reason="diffusers (the test extra) compares against its autoencoder")
+    torch.manual_seed(3)
+    model = diffusers.AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                                    up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64),
+                                    layers_per_block=1, latent_channels=4, norm_num_groups=32, sample_size=16)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    return model.eval()
+
+
+def in_latent_diffusions_layout(state: dict, levels: int = 2) -> dict:
+    """diffusers' autoencoder names as latent diffusion's code names its modules (its decoder levels numbered from
+    the full resolution; attention's projections as 1 x 1 convolutions)."""
+    import re
+
+    renamed = {}
+    for name, tensor in state.items():
+        for pattern, replacement in [(r"mid_block\.resnets\.0\.", "mid.block_1."),
+                                     (r"mid_block\.resnets\.1\.", "mid.block_2."),
+                                     (r"mid_block\.attentions\.0\.group_norm\.", "mid.attn_1.norm."),
+                                     (r"mid_block\.attentions\.0\.to_(q|k|v)\.", r"mid.attn_1.\1."),
+                                     (r"mid_block\.attentions\.0\.to_out\.0\.", "mid.attn_1.proj_out."),
+                                     (r"down_blocks\.(\d+)\.resnets\.", r"down.\1.block."),
+                                     (r"down_blocks\.(\d+)\.downsamplers\.0\.", r"down.\1.downsample."),
+                                     (r"conv_shortcut", "nin_shortcut"), (r"conv_norm_out", "norm_out")]:
+            name = re.sub(pattern, replacement, name)
+        up = re.match(r"decoder\.up_blocks\.(\d+)\.(resnets|upsamplers\.0)\.(.*)", name)
+        if up:
+            level = levels - 1 - int(up.group(1))
+            name = f"decoder.up.{level}." + ("block." if up.group(2) == "resnets" else "upsample.") + up.group(3)
+        if ".attn_1." in name and tensor.dim() == 2:
+            tensor = tensor[:, :, None, None]
+        renamed[name] = tensor
+    return renamed
+
+
+def test_stable_diffusions_autoencoder_in_either_layout_computes_what_diffusers_computes(tmp_path):
+    from minisora.pretrained import load_image_vae
+
+    theirs = diffusers_autoencoder()
+    theirs.save_pretrained(tmp_path / "diffusers")  # config.json + diffusion_pytorch_model.safetensors
+    torch.save({"state_dict": {f"first_stage_model.{name}": tensor for name, tensor in
+                               in_latent_diffusions_layout(theirs.state_dict()).items()}}, tmp_path / "ldm.ckpt")
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.no_grad():
+        posterior = theirs.encode(images).latent_dist
+        decoded = theirs.decode(posterior.mean).sample
+    for path in (tmp_path / "diffusers", tmp_path / "ldm.ckpt"):
+        ours = load_image_vae(path)
+        assert ours.config.channel_multipliers == (1, 2) and ours.config.blocks_per_level == 1
+        with torch.no_grad():
+            found = ours.encode(images)
+            torch.testing.assert_close(found.mean, posterior.mean, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(found.log_variance, posterior.logvar, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(ours.decode(posterior.mean), decoded, rtol=1e-5, atol=1e-5)
+        assert decoded.abs().mean() > 0.1 and posterior.mean.shape == (2, 4, 8, 8)
+
+
+def test_autoencoder_files_that_do_not_fit_are_clear_errors(tmp_path):
+    from minisora.pretrained import load_image_vae
+
+    with pytest.raises(FileNotFoundError, match="not a diffusers autoencoder folder.*sd-vae-ft-mse"):
+        load_image_vae(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_image_vae(tmp_path / "vae.ckpt")
+    state = in_latent_diffusions_layout(diffusers_autoencoder().state_dict())
+    torch.save({**state, "decoder.extra.weight": torch.zeros(1)}, tmp_path / "extra.ckpt")
+    with pytest.raises(ValueError, match="left over \\['decoder.extra.weight'\\]"):
+        load_image_vae(tmp_path / "extra.ckpt")
+    del state["decoder.mid.attn_1.q.weight"]
+    torch.save(state, tmp_path / "missing.ckpt")
+    with pytest.raises(ValueError, match="missing \\['decoder.middle.1.attention.query.weight'\\]"):
+        load_image_vae(tmp_path / "missing.ckpt")

@@ -79,6 +79,11 @@ class CausalConv3d(nn.Module):
         return self.conv(causal_time_padding(x, self.time_padding))  # output frame t sees input frames t - k + 1 .. t
 
 
+def image_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A 3 x 3 convolution that keeps the size (zero padding)."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """Group normalisation of each frame on its own: statistics over the whole clip would let a later frame change
     how an earlier one is normalised, and break causality."""
@@ -90,13 +95,17 @@ class FrameGroupNorm(nn.GroupNorm):
 
 
 class ResidualBlock(nn.Module):
-    """norm -> SiLU -> causal conv, twice, plus the input (projected by a 1x1x1 conv when the width changes)."""
+    """norm -> SiLU -> conv, twice, plus the input (projected by a 1 x 1 conv when the width changes): on videos
+    (B, C, T, H, W) with causal 3D convs and per-frame norms, or with `image=True` on images (B, C, H, W) with 2D
+    convs, as latent diffusion's autoencoder has them (models/image_vae.py)."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int):
+    def __init__(self, in_channels: int, out_channels: int, groups: int, image: bool = False, eps: float = 1e-5):
         super().__init__()
-        self.norm1, self.conv1 = FrameGroupNorm(groups, in_channels), CausalConv3d(in_channels, out_channels)
-        self.norm2, self.conv2 = FrameGroupNorm(groups, out_channels), CausalConv3d(out_channels, out_channels)
-        self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        norm, conv = (nn.GroupNorm, image_conv) if image else (FrameGroupNorm, CausalConv3d)
+        self.norm1, self.conv1 = norm(groups, in_channels, eps=eps), conv(in_channels, out_channels)
+        self.norm2, self.conv2 = norm(groups, out_channels, eps=eps), conv(out_channels, out_channels)
+        pointwise = nn.Conv2d if image else nn.Conv3d
+        self.skip = pointwise(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
