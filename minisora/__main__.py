@@ -6,6 +6,8 @@
         [--loop] [--edit VIDEO --strength S]
   python -m minisora data [--key=value ...]         write a tiny video dataset to disk (.mp4 files + captions.jsonl)
   python -m minisora memory --preset 256px|480p|720p10s|tiny [--key=value ...]   will it fit the GPU (or each of N)?
+  python -m minisora sample-imagenet --dit DiT-XL-2-256x256.pt --vae sd-vae-ft-ema --class 207 --class 360
+        [--steps 25] [--cfg 4] [--sampler dpmpp_2m]   the DiT paper's released weights in minisora's DiT
 """
 import argparse
 import sys
@@ -44,6 +46,18 @@ def main(argv=None) -> int:
     sample.add_argument("--loop", action="store_true", help="the last frame leads back into the first")
     sample.add_argument("--edit", metavar="VIDEO", help="redraw this clip under the prompt (SDEdit; with --strength)")
     sample.add_argument("--strength", type=float, help="how much --edit redraws, in (0, 1]: 0.3 keeps most of it")
+    imagenet = commands.add_parser("sample-imagenet", help="sample ImageNet classes with the DiT paper's released "
+                                   "weights, decoded by Stable Diffusion's VAE, all in minisora's modules")
+    imagenet.add_argument("--dit", required=True, help="a checkpoint of the paper's code, e.g. DiT-XL-2-256x256.pt")
+    imagenet.add_argument("--vae", required=True, help="Stable Diffusion's VAE: a diffusers folder (sd-vae-ft-ema) "
+                                                       "or latent diffusion's .ckpt")
+    imagenet.add_argument("--class", dest="classes", type=int, action="append", required=True,
+                          help="an ImageNet class index, 0-999 (repeat for several: one image each)")
+    imagenet.add_argument("--steps", type=int, default=25, help="sampler steps (DDPM's 1000 timesteps respaced)")
+    imagenet.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale (1 = none)")
+    imagenet.add_argument("--sampler", default="dpmpp_2m", help="any name in minisora.diffusion.SAMPLERS")
+    imagenet.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    imagenet.add_argument("--out", default="samples/imagenet.png", help="the PNG grid to write")
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     memory = commands.add_parser("memory", help="plan a training step's GPU memory; override any field as --key=value")
     memory.add_argument("--preset", default="256px", choices=("256px", "480p", "720p10s", "tiny"),
@@ -64,6 +78,21 @@ def main(argv=None) -> int:
             run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
                        arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting)
         except (ValueError, FileNotFoundError, VideoReadError) as error:
+            parser.exit(2, f"error: {error}\n")
+        return 0
+    if arguments.command == "sample-imagenet":
+        if overrides:
+            parser.error(f"sample-imagenet takes no {' '.join(overrides)}; see its --help")
+        from .diffusion import SAMPLERS
+        if arguments.sampler not in SAMPLERS:
+            parser.error(f"unknown sampler {arguments.sampler!r}; choose one of {', '.join(sorted(SAMPLERS))}")
+        if arguments.steps < 1:
+            parser.error(f"--steps must be at least 1, got {arguments.steps}")
+        from .pretrained import run_sample_imagenet
+        try:
+            run_sample_imagenet(arguments.dit, arguments.vae, arguments.classes, arguments.steps, arguments.cfg,
+                                arguments.sampler, arguments.seed, arguments.out)
+        except (ValueError, FileNotFoundError, ImportError) as error:
             parser.exit(2, f"error: {error}\n")
         return 0
     if arguments.command == "data":

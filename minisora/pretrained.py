@@ -26,17 +26,21 @@ its learned variance, which a deterministic or DDIM-style sampler does not use),
 import json
 import math
 import re
+import time
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from .diffusion.ddpm import split_learned_variance
 from .diffusion.denoisers import VPDenoiser
-from .diffusion.schedules import alphas_cumprod, linear_betas
+from .diffusion import get_sampler
+from .diffusion.guidance import GuidedDenoiser
+from .diffusion.schedules import alphas_cumprod, linear_betas, respace_timesteps, sigmas_from_timesteps
 from .models.dit import DIT_SIZES, DiT, DiTConfig, position_table
 from .models.image_vae import ImageVAE, ImageVAEConfig
+from .randomness import randn
 from .train.checkpoint import read_checkpoint
 
 # heads by width, from the paper's Table 1 (the checkpoint's tensors do not say how the width is split)
@@ -311,3 +315,47 @@ def load_image_vae(path: Union[str, Path]) -> ImageVAE:
     model = ImageVAE(image_vae_config(state, settings))
     model.load_state_dict(to_image_vae(state, model))
     return model.eval()
+
+
+@torch.no_grad()
+def sample_classes(dit: DiT, vae: ImageVAE, classes: Sequence[int], steps: int = 25, guidance: float = 4.0,
+                   sampler: str = "dpmpp_2m", seed: int = 0) -> torch.Tensor:
+    """One image (N, 3, H, W) in [-1, 1] per class label: the DiT's diffusion (`dit_denoiser`) sampled by any of
+    minisora's samplers on `steps` of DDPM's timesteps respaced evenly (the paper samples 250 of them), with
+    classifier-free guidance at `guidance` on all latent channels, decoded by the autoencoder."""
+    labels = torch.tensor(list(classes))
+    if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= dit.config.num_classes:
+        raise ValueError(f"classes must be among the checkpoint's {dit.config.num_classes} (0 to "
+                         f"{dit.config.num_classes - 1}), got {list(classes)}")
+    if dit.config.in_channels != vae.config.latent_channels:
+        raise ValueError(f"the DiT takes {dit.config.in_channels} latent channels, the autoencoder makes "
+                         f"{vae.config.latent_channels}: they are not a pair")
+    denoiser = dit_denoiser(dit)
+    sigmas = sigmas_from_timesteps(denoiser.alphas_cumprod, respace_timesteps(1000, steps))
+    generator = torch.Generator().manual_seed(seed)
+    side = dit.config.input_size
+    noise = randn((len(labels), dit.config.in_channels, 1, side, side), generator) * sigmas[0]
+    guided = GuidedDenoiser(denoiser, guidance, {"label": dit.config.num_classes})
+    latents = get_sampler(sampler)(guided, noise, sigmas, cond={"label": labels}, generator=generator)
+    # the DiT's x = x_0 + sigma eps is in its training latents: the autoencoder's, scaled
+    return vae.from_latents(latents[:, :, 0]).clamp(-1, 1)
+
+
+def run_sample_imagenet(dit_path: str, vae_path: str, classes: Sequence[int], steps: int, guidance: float,
+                        sampler: str, seed: int, out: str) -> Path:
+    """`python -m minisora sample-imagenet`: load both, sample a row of images, write the PNG grid."""
+    from .plotting import save_image_grid
+
+    if not Path(dit_path).is_file():  # both looked for before either is read (a DiT-XL/2 file is 2.7 GB)
+        raise FileNotFoundError(f"no DiT checkpoint at {dit_path}; {WHERE_TO_GET_DIT}")
+    if not Path(vae_path).exists():
+        raise FileNotFoundError(f"no autoencoder at {vae_path}; {WHERE_TO_GET_VAE}")
+    dit, vae = load_dit(dit_path), load_image_vae(vae_path)
+    start = time.time()
+    images = sample_classes(dit, vae, classes, steps, guidance, sampler, seed)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image_grid(images[:, :, None], columns=len(images), path=path, scale=1)
+    print(f"{len(images)} images of classes {', '.join(map(str, classes))} ({steps} {sampler} steps, guidance "
+          f"{guidance}) in {time.time() - start:.0f} s: wrote {path}")
+    return path

@@ -13,7 +13,7 @@ from minisora.pretrained import load_dit
 WIDTH, HEADS, DEPTH, CLASSES, LATENT_SIDE, PATCH = 32, 2, 2, 10, 8, 2
 
 
-def diffusers_dit():
+def diffusers_dit(width: int = WIDTH, heads: int = HEADS, depth: int = DEPTH):
     """diffusers' DiTTransformer2DModel, small, every weight random (its zero-initialised ones too), each block's
     copy of the timestep and label embedders tied to block 0's: diffusers gives every block its own, the paper's
     code one for all, so only a tied model has a checkpoint in the paper's layout. And one setting moved to the
@@ -21,8 +21,8 @@ def diffusers_dit():
     paper's code (and minisora) 10000^(-i / half); the two agree at t = 0 only."""
     diffusers = pytest.importorskip("diffusers", reason="diffusers (the test extra) compares against its DiT")
     torch.manual_seed(0)
-    model = diffusers.DiTTransformer2DModel(num_attention_heads=HEADS, attention_head_dim=WIDTH // HEADS,
-                                            in_channels=4, out_channels=8, num_layers=DEPTH, sample_size=LATENT_SIDE,
+    model = diffusers.DiTTransformer2DModel(num_attention_heads=heads, attention_head_dim=width // heads,
+                                            in_channels=4, out_channels=8, num_layers=depth, sample_size=LATENT_SIDE,
                                             patch_size=PATCH, num_embeds_ada_norm=CLASSES)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -34,7 +34,7 @@ def diffusers_dit():
     return model.eval()
 
 
-def in_the_papers_layout(model) -> dict:
+def in_the_papers_layout(model, depth: int = DEPTH) -> dict:
     """diffusers' DiT as the paper's code names and lays out its state dict (models.py of facebookresearch/DiT)."""
     theirs = model.state_dict()
     embedder = "transformer_blocks.0.norm1.emb."
@@ -52,7 +52,7 @@ def in_the_papers_layout(model) -> dict:
         "final_layer.linear.weight": theirs["proj_out_2.weight"],
         "final_layer.linear.bias": theirs["proj_out_2.bias"],
     }
-    for index in range(DEPTH):
+    for index in range(depth):
         block, new = f"transformer_blocks.{index}.", f"blocks.{index}."
         for kind in ("weight", "bias"):
             state[new + f"attn.qkv.{kind}"] = torch.cat([theirs[block + f"attn1.to_{part}.{kind}"] for part in "qkv"])
@@ -242,3 +242,41 @@ def test_autoencoder_files_that_do_not_fit_are_clear_errors(tmp_path):
     torch.save(state, tmp_path / "missing.ckpt")
     with pytest.raises(ValueError, match="missing \\['decoder.middle.1.attention.query.weight'\\]"):
         load_image_vae(tmp_path / "missing.ckpt")
+
+
+def test_sample_imagenet_writes_one_image_per_class_from_files_in_the_published_layouts(tmp_path):
+    """The command on a one-block DiT of DiT-S's width (so its heads are the paper's) in the paper's layout and a
+    small autoencoder in diffusers' folder layout (latents 8 x 8 with 4 channels, decoded 2x): a PNG of one image
+    per class, the same for the same seed; a class the checkpoint lacks and a missing file are clear errors before
+    any sampling."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy
+    from PIL import Image
+
+    from minisora.pretrained import load_dit, load_image_vae, sample_classes
+
+    torch.save(in_the_papers_layout(diffusers_dit(width=384, heads=6, depth=1), depth=1), tmp_path / "DiT-S.pt")
+    diffusers_autoencoder().save_pretrained(tmp_path / "vae")
+    root = Path(__file__).resolve().parents[1]
+
+    def command(*arguments):
+        return subprocess.run([sys.executable, "-m", "minisora", "sample-imagenet", "--dit", str(tmp_path / "DiT-S.pt"),
+                               "--vae", str(tmp_path / "vae"), "--steps", "4", *map(str, arguments)], cwd=root,
+                              capture_output=True, text=True, timeout=300)
+
+    for name in ("first.png", "again.png"):
+        result = command("--class", 1, "--class", 7, "--seed", 5, "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr[-2000:]
+    first, again = (torch.from_numpy(numpy.array(Image.open(tmp_path / name))) for name in ("first.png", "again.png"))
+    assert Image.open(tmp_path / "first.png").size == (2 * 16, 16) and torch.equal(first, again)
+    dit, vae = load_dit(tmp_path / "DiT-S.pt"), load_image_vae(tmp_path / "vae")
+    images = sample_classes(dit, vae, [1, 7], steps=4, guidance=4.0, seed=5)
+    assert images.shape == (2, 3, 16, 16) and not torch.allclose(images[0], images[1])
+    with pytest.raises(ValueError, match="classes must be among the checkpoint's 10"):
+        sample_classes(dit, vae, [10])
+    missing = command("--class", 1, "--vae", tmp_path / "nowhere", "--out", tmp_path / "never.png")
+    assert missing.returncode == 2 and "no autoencoder at" in missing.stderr
+    assert not (tmp_path / "never.png").exists()
