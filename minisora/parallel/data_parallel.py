@@ -21,6 +21,7 @@ On CPUs the processes talk over gloo, on GPUs over NCCL (one GPU a process, `LOC
 process RANK, WORLD_SIZE and LOCAL_RANK in its environment and OMP_NUM_THREADS=1.
 """
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
@@ -229,6 +230,9 @@ def start(mode: str, device: str, sequence_parallel: int = 1, sequence_method: s
 
 
 def finish(parallel: Optional[DataParallel]) -> None:
-    """Leave the process group (after the last collective of every process)."""
+    """Leave the process group, all processes together: a process that left while another still had gloo traffic
+    with it could end in std::terminate ("terminate called without an active exception")."""
     if parallel is not None and dist.is_initialized():
+        gc.collect()  # sharded modules no longer used (FSDP's hooks hold them in cycles) go while the group lives
+        dist.barrier()
         dist.destroy_process_group()
