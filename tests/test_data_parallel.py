@@ -178,7 +178,8 @@ def test_every_other_preset_trains_on_two_processes_what_one_process_trains(tmp_
     config, weights, tolerance = OTHER_PRESETS[preset]
     arguments = ["train", "--preset", preset, *overrides({**config, **changes, "parallel": parallel})]
     single = subprocess.run([sys.executable, "-m", "minisora", *arguments, f"--out_dir={tmp_path / 'one'}"],
-                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=180)
     assert single.returncode == 0, single.stderr[-3000:]
     result = torchrun("-m", "minisora", *arguments, f"--out_dir={tmp_path / 'two'}")
     assert result.returncode == 0, result.stderr[-3000:]
