@@ -6,12 +6,16 @@
         [--loop] [--edit VIDEO --strength S]
   python -m minisora data [--key=value ...]         write a tiny video dataset to disk (.mp4 files + captions.jsonl)
   python -m minisora memory --preset 256px|480p|720p10s|tiny [--key=value ...]   will it fit the GPU (or each of N)?
-  python -m minisora sample-imagenet --dit DiT-XL-2-256x256.pt --vae sd-vae-ft-ema --class 207 --class 360
-        [--steps 25] [--cfg 4] [--sampler dpmpp_2m]   the DiT paper's released weights in minisora's DiT
+  python -m minisora download [DiT-XL-2-256x256 sd-vae-ft-ema ...] [--folder weights]   fetch released weights
+  python -m minisora sample-imagenet --class 207 --class 360 [--dit weights/DiT-XL-2-256x256.pt]
+        [--vae weights/sd-vae-ft-ema] [--steps 25] [--cfg 4] [--sampler dpmpp_2m] [--device auto] [--precision fp32]
+        the DiT paper's released weights in minisora's DiT (the paper's own sampling: --sampler ddpm_learned_variance
+        --steps 250 --guided-channels 3)
 """
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from .config import apply_overrides
 
@@ -48,16 +52,30 @@ def main(argv=None) -> int:
     sample.add_argument("--strength", type=float, help="how much --edit redraws, in (0, 1]: 0.3 keeps most of it")
     imagenet = commands.add_parser("sample-imagenet", help="sample ImageNet classes with the DiT paper's released "
                                    "weights, decoded by Stable Diffusion's VAE, all in minisora's modules")
-    imagenet.add_argument("--dit", required=True, help="a checkpoint of the paper's code, e.g. DiT-XL-2-256x256.pt")
-    imagenet.add_argument("--vae", required=True, help="Stable Diffusion's VAE: a diffusers folder (sd-vae-ft-ema) "
-                                                       "or latent diffusion's .ckpt")
+    imagenet.add_argument("--dit", default="weights/DiT-XL-2-256x256.pt",
+                          help="a checkpoint of the paper's code (default: where `download` puts DiT-XL/2 at 256)")
+    imagenet.add_argument("--vae", default="weights/sd-vae-ft-ema", help="Stable Diffusion's VAE: a diffusers folder "
+                          "(default: where `download` puts sd-vae-ft-ema) or latent diffusion's .ckpt")
     imagenet.add_argument("--class", dest="classes", type=int, action="append", required=True,
                           help="an ImageNet class index, 0-999 (repeat for several: one image each)")
     imagenet.add_argument("--steps", type=int, default=25, help="sampler steps (DDPM's 1000 timesteps respaced)")
     imagenet.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale (1 = none)")
-    imagenet.add_argument("--sampler", default="dpmpp_2m", help="any name in minisora.diffusion.SAMPLERS")
+    imagenet.add_argument("--sampler", default="dpmpp_2m", help="any name in minisora.diffusion.SAMPLERS, or the "
+                          "paper's: ddpm_learned_variance (with --steps 250 --guided-channels 3)")
+    imagenet.add_argument("--guided-channels", type=int, default=None,
+                          help="guide only the first N latent channels (the paper's sampling code guides 3 of 4)")
+    imagenet.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when there is one)")
+    imagenet.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                          help="the DiT's matrix products under autocast (bf16 on a GPU is faster)")
     imagenet.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
     imagenet.add_argument("--out", default="samples/imagenet.png", help="the PNG grid to write")
+    imagenet.add_argument("--overwrite", action="store_true", help="replace --out if it exists (otherwise an error)")
+    fetch = commands.add_parser("download", help="fetch released weights (the DiT paper's, Stable Diffusion's VAE) "
+                                "into weights/; the only command that uses the network")
+    fetch.add_argument("names", nargs="*", default=["DiT-XL-2-256x256", "sd-vae-ft-ema"],
+                       help="DiT-XL-2-256x256, DiT-XL-2-512x512, sd-vae-ft-ema, sd-vae-ft-mse (default: the first "
+                            "and the third)")
+    fetch.add_argument("--folder", default="weights", help="where the files go")
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     memory = commands.add_parser("memory", help="plan a training step's GPU memory; override any field as --key=value")
     memory.add_argument("--preset", default="256px", choices=("256px", "480p", "720p10s", "tiny"),
@@ -83,16 +101,38 @@ def main(argv=None) -> int:
     if arguments.command == "sample-imagenet":
         if overrides:
             parser.error(f"sample-imagenet takes no {' '.join(overrides)}; see its --help")
-        from .diffusion import SAMPLERS
-        if arguments.sampler not in SAMPLERS:
-            parser.error(f"unknown sampler {arguments.sampler!r}; choose one of {', '.join(sorted(SAMPLERS))}")
+        from .diffusion import SAMPLERS, VARIANCE_SAMPLERS
+        if arguments.sampler not in {**SAMPLERS, **VARIANCE_SAMPLERS}:
+            parser.error(f"unknown sampler {arguments.sampler!r}; choose one of "
+                         f"{', '.join(sorted({**SAMPLERS, **VARIANCE_SAMPLERS}))}")
         if arguments.steps < 1:
             parser.error(f"--steps must be at least 1, got {arguments.steps}")
+        if arguments.guided_channels is not None and arguments.guided_channels < 1:
+            parser.error(f"--guided-channels must be at least 1, got {arguments.guided_channels}")
+        if Path(arguments.out).exists() and not arguments.overwrite:
+            parser.error(f"{arguments.out} exists; pass --overwrite to replace it, or --out ANOTHER.png")
+        import torch
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if arguments.device == "auto" else arguments.device
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as error:
+            parser.error(f"--device {device} cannot be used here ({str(error)[:120]}); pass --device cpu")
         from .pretrained import run_sample_imagenet
         try:
             run_sample_imagenet(arguments.dit, arguments.vae, arguments.classes, arguments.steps, arguments.cfg,
-                                arguments.sampler, arguments.seed, arguments.out)
+                                arguments.sampler, arguments.seed, arguments.out, arguments.guided_channels, device,
+                                arguments.precision)
         except (ValueError, FileNotFoundError, ImportError) as error:
+            parser.exit(2, f"error: {error}\n")
+        return 0
+    if arguments.command == "download":
+        if overrides:
+            parser.error(f"download takes no {' '.join(overrides)}; see its --help")
+        from .download import download
+        try:
+            for path in download(arguments.names, arguments.folder):
+                print(f"ready: {path}")
+        except (ValueError, OSError) as error:
             parser.exit(2, f"error: {error}\n")
         return 0
     if arguments.command == "data":

@@ -20,8 +20,9 @@ names are encoder.down.0.block.0..., a whole Stable Diffusion checkpoint's first
 diffusers folder (config.json with diffusion_pytorch_model.safetensors or .bin; encoder.down_blocks.0.resnets.0...).
 
 `dit_denoiser(model)` puts a loaded DiT behind minisora's denoiser interface with the paper's diffusion: DDPM's 1000
-linear betas from 1e-4 to 0.02, the network predicting the noise in its first C output channels (the other C are
-its learned variance, which a deterministic or DDIM-style sampler does not use), so any sampler drives it.
+linear betas from 1e-4 to 0.02, the network predicting the noise in its first C output channels and its variance
+in the other C, so any sampler drives it: the ODE and DDIM-style samplers use the noise alone, the sampler the
+paper samples with (`ddpm_learned_variance`, on 250 respaced steps) the variance too.
 """
 import json
 import math
@@ -31,9 +32,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
 
-from .diffusion.ddpm import split_learned_variance
 from .diffusion.denoisers import VPDenoiser
 from .diffusion import get_sampler
 from .diffusion.guidance import GuidedDenoiser
@@ -42,30 +41,20 @@ from .models.dit import DIT_SIZES, DiT, DiTConfig, position_table
 from .models.image_vae import ImageVAE, ImageVAEConfig
 from .randomness import randn
 from .train.checkpoint import read_checkpoint
+from .train.precision import PRECISIONS
 
 # heads by width, from the paper's Table 1 (the checkpoint's tensors do not say how the width is split)
 HEADS_BY_WIDTH = {hidden: heads for _, hidden, heads in DIT_SIZES.values()}
 WHERE_TO_GET_DIT = ("the paper's checkpoints are published at https://dl.fbaipublicfiles.com/DiT/models/ "
-                    "(DiT-XL-2-256x256.pt, DiT-XL-2-512x512.pt); the DiT repository's download.py fetches them")
-
-
-class NoiseHead(nn.Module):
-    """The noise prediction of a learned-sigma network: the first C of its 2C output channels (the rest are the
-    interpolation weights of its variance, Nichol & Dhariwal 2021, Eq. 15)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
-        return split_learned_variance(self.model(x, t, **cond))[0]
+                    "(DiT-XL-2-256x256.pt, DiT-XL-2-512x512.pt); `python -m minisora download` fetches the first "
+                    "into weights/")
 
 
 def dit_denoiser(model: DiT) -> VPDenoiser:
     """D(x, sigma, label=...) of a DiT trained as the paper trains it: noise prediction on DDPM's linear schedule
-    (Peebles & Xie 2023, Section 4: beta from 1e-4 to 0.02 over 1000 steps), learned sigma or not."""
-    network = NoiseHead(model) if model.config.learn_sigma else model
-    return VPDenoiser(network, alphas_cumprod(linear_betas()), "epsilon")
+    (Peebles & Xie 2023, Section 4: beta from 1e-4 to 0.02 over 1000 steps), with its learned variance in the last C
+    output channels when it has one (`with_variance`, for the sampler that draws with it)."""
+    return VPDenoiser(model, alphas_cumprod(linear_betas()), "epsilon", learned_variance=model.config.learn_sigma)
 
 
 def read_state_dict(path: Union[str, Path], where_to_get: str = WHERE_TO_GET_DIT) -> Dict[str, torch.Tensor]:
@@ -171,7 +160,7 @@ def load_dit(path: Union[str, Path], image_size: Optional[int] = None, heads: Op
 
 WHERE_TO_GET_VAE = ("Stable Diffusion's VAE is published as stabilityai/sd-vae-ft-ema and sd-vae-ft-mse on the "
                     "Hugging Face hub (a diffusers folder), and as vae-ft-mse-840000-ema-pruned.ckpt (latent "
-                    "diffusion's layout)")
+                    "diffusion's layout); `python -m minisora download` fetches sd-vae-ft-ema into weights/")
 # latent diffusion's names -> minisora's, in order; {L} is the decoder's level count - 1 (its levels are numbered
 # from the full resolution there, from the smallest here)
 LATENT_DIFFUSION_NAMES = [
@@ -319,10 +308,13 @@ def load_image_vae(path: Union[str, Path]) -> ImageVAE:
 
 @torch.no_grad()
 def sample_classes(dit: DiT, vae: ImageVAE, classes: Sequence[int], steps: int = 25, guidance: float = 4.0,
-                   sampler: str = "dpmpp_2m", seed: int = 0) -> torch.Tensor:
-    """One image (N, 3, H, W) in [-1, 1] per class label: the DiT's diffusion (`dit_denoiser`) sampled by any of
-    minisora's samplers on `steps` of DDPM's timesteps respaced evenly (the paper samples 250 of them), with
-    classifier-free guidance at `guidance` on all latent channels, decoded by the autoencoder."""
+                   sampler: str = "dpmpp_2m", seed: int = 0, guided_channels: Optional[int] = None,
+                   precision: str = "fp32") -> torch.Tensor:
+    """One image (N, 3, H, W) in [-1, 1] per class label, on the CPU: the DiT's diffusion (`dit_denoiser`) sampled
+    by any of minisora's samplers on `steps` of DDPM's timesteps respaced evenly, with classifier-free guidance at
+    `guidance` on the first `guided_channels` latent channels (all by default), on the device the DiT is on, its
+    matrix products in `precision` (fp32, bf16 or fp16 autocast), decoded by the autoencoder in float32. The paper's
+    own sampling is sampler="ddpm_learned_variance", steps=250, guided_channels=3."""
     labels = torch.tensor(list(classes))
     if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= dit.config.num_classes:
         raise ValueError(f"classes must be among the checkpoint's {dit.config.num_classes} (0 to "
@@ -330,19 +322,25 @@ def sample_classes(dit: DiT, vae: ImageVAE, classes: Sequence[int], steps: int =
     if dit.config.in_channels != vae.config.latent_channels:
         raise ValueError(f"the DiT takes {dit.config.in_channels} latent channels, the autoencoder makes "
                          f"{vae.config.latent_channels}: they are not a pair")
-    denoiser = dit_denoiser(dit)
-    sigmas = sigmas_from_timesteps(denoiser.alphas_cumprod, respace_timesteps(1000, steps))
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(PRECISIONS)}")
+    device = next(dit.parameters()).device
+    denoiser = dit_denoiser(dit).to(device)
+    sigmas = sigmas_from_timesteps(denoiser.alphas_cumprod.cpu(), respace_timesteps(1000, steps))
     generator = torch.Generator().manual_seed(seed)
     side = dit.config.input_size
-    noise = randn((len(labels), dit.config.in_channels, 1, side, side), generator) * sigmas[0]
-    guided = GuidedDenoiser(denoiser, guidance, {"label": dit.config.num_classes})
-    latents = get_sampler(sampler)(guided, noise, sigmas, cond={"label": labels}, generator=generator)
+    noise = randn((len(labels), dit.config.in_channels, 1, side, side), generator, device) * sigmas[0]
+    guided = GuidedDenoiser(denoiser, guidance, {"label": dit.config.num_classes}, channels=guided_channels)
+    with torch.autocast(device.type, dtype=PRECISIONS[precision], enabled=PRECISIONS[precision] is not None):
+        latents = get_sampler(sampler)(guided, noise, sigmas, cond={"label": labels.to(device)}, generator=generator)
     # the DiT's x = x_0 + sigma eps is in its training latents: the autoencoder's, scaled
-    return vae.from_latents(latents[:, :, 0]).clamp(-1, 1)
+    decoder_device = next(vae.parameters()).device
+    return vae.from_latents(latents.float()[:, :, 0].to(decoder_device)).clamp(-1, 1).cpu()
 
 
 def run_sample_imagenet(dit_path: str, vae_path: str, classes: Sequence[int], steps: int, guidance: float,
-                        sampler: str, seed: int, out: str) -> Path:
+                        sampler: str, seed: int, out: str, guided_channels: Optional[int] = None,
+                        device: str = "cpu", precision: str = "fp32") -> Path:
     """`python -m minisora sample-imagenet`: load both, sample a row of images, write the PNG grid."""
     from .plotting import save_image_grid
 
@@ -350,12 +348,12 @@ def run_sample_imagenet(dit_path: str, vae_path: str, classes: Sequence[int], st
         raise FileNotFoundError(f"no DiT checkpoint at {dit_path}; {WHERE_TO_GET_DIT}")
     if not Path(vae_path).exists():
         raise FileNotFoundError(f"no autoencoder at {vae_path}; {WHERE_TO_GET_VAE}")
-    dit, vae = load_dit(dit_path), load_image_vae(vae_path)
+    dit, vae = load_dit(dit_path).to(device), load_image_vae(vae_path).to(device)
     start = time.time()
-    images = sample_classes(dit, vae, classes, steps, guidance, sampler, seed)
+    images = sample_classes(dit, vae, classes, steps, guidance, sampler, seed, guided_channels, precision)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image_grid(images[:, :, None], columns=len(images), path=path, scale=1)
     print(f"{len(images)} images of classes {', '.join(map(str, classes))} ({steps} {sampler} steps, guidance "
-          f"{guidance}) in {time.time() - start:.0f} s: wrote {path}")
+          f"{guidance}) in {time.time() - start:.0f} s on {device}: wrote {path}")
     return path

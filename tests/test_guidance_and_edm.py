@@ -67,6 +67,25 @@ def test_guidance_needs_a_condition(mixture):
         guided(torch.zeros(2, 2), torch.ones(2))
 
 
+def test_guiding_some_channels_leaves_the_others_conditional(mixture):
+    """channels=1 guides the first coordinate of the 2-D mixture and leaves the second at the conditional
+    denoiser's; a count that is not a positive number of channels, or more than x has, is a clear error."""
+    x, label = torch.randn(64, 2, dtype=torch.float64), torch.ones(64).long()
+    sigma = torch.full((64,), 1.5, dtype=torch.float64)
+    null = {"label": mixture.num_components}
+    full = GuidedDenoiser(mixture.denoiser, 4.0, null)(x, sigma, label=label)
+    first = GuidedDenoiser(mixture.denoiser, 4.0, null, channels=1)(x, sigma, label=label)
+    conditional = mixture.denoiser(x, sigma, label=label)
+    torch.testing.assert_close(first[:, 0], full[:, 0])
+    torch.testing.assert_close(first[:, 1], conditional[:, 1])
+    assert (full[:, 1] - conditional[:, 1]).abs().max() > 1e-2
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="positive number of leading channels"):
+            GuidedDenoiser(mixture.denoiser, 4.0, null, channels=bad)
+    with pytest.raises(ValueError, match="first 3 channels of x with 2"):
+        GuidedDenoiser(mixture.denoiser, 4.0, null, channels=3)(x, sigma, label=label)
+
+
 def test_training_sigmas_are_log_normal():
     sigma = sample_training_sigmas(200_000, generator=torch.Generator().manual_seed(0))
     assert abs(sigma.log().mean().item() + 1.2) < 0.01 and abs(sigma.log().std().item() - 1.2) < 0.01

@@ -132,38 +132,99 @@ def test_files_that_are_not_the_papers_dit_are_clear_errors(checkpoint, tmp_path
     assert math.isqrt(state["pos_embed"].shape[1]) ** 2 == state["pos_embed"].shape[1]
 
 
-def test_dits_diffusion_through_minisoras_samplers_is_ddpms_algorithm_2():
-    """A tiny random learned-sigma DiT (float64) behind `dit_denoiser`: the ancestral sampler in sigma space on all
-    1000 of the paper's linear-beta steps (eta = 1) draws what DDPM's Algorithm 2 draws from its noise head, and
-    deterministic DDIM is Euler's method, sample for sample: the denoiser's timesteps, noise head and schedule are
-    the paper's."""
-    from minisora.diffusion.ddim import ddim_sample
-    from minisora.diffusion.ddpm import ddpm_sample
-    from minisora.diffusion.samplers import sample_euler, sample_euler_ancestral
-    from minisora.diffusion.schedules import alphas_cumprod, linear_betas, respace_timesteps, sigmas_from_timesteps
+def tiny_learned_sigma_dit():
+    """A tiny random learned-sigma DiT in float64, every weight moved off its initialisation (the zero-initialised
+    modulation and output layers too): a network that does something."""
     from minisora.models.dit import DiT, DiTConfig
-    from minisora.pretrained import NoiseHead, dit_denoiser
 
     torch.manual_seed(0)
     model = DiT(DiTConfig(input_size=8, in_channels=4, patch_size=4, hidden=32, depth=1, heads=2, num_classes=CLASSES,
                           position_layout="mae")).double().eval()
-    with torch.no_grad():  # the zero-initialised modulation and output layers too: a network that does something
+    with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model
+
+
+def test_dits_diffusion_through_minisoras_samplers_is_ddpms_algorithm_2():
+    """The tiny DiT behind `dit_denoiser`: the ancestral sampler in sigma space on all 1000 of the paper's
+    linear-beta steps (eta = 1) draws what DDPM's Algorithm 2 draws from its noise head, and deterministic DDIM is
+    Euler's method, sample for sample: the denoiser's timesteps, noise head and schedule are the paper's."""
+    from minisora.diffusion.ddim import ddim_sample
+    from minisora.diffusion.ddpm import ddpm_sample
+    from minisora.diffusion.samplers import sample_euler, sample_euler_ancestral
+    from minisora.diffusion.schedules import alphas_cumprod, linear_betas, respace_timesteps, sigmas_from_timesteps
+    from minisora.pretrained import dit_denoiser
+
+    model = tiny_learned_sigma_dit()
+
+    def noise_head(x, t, **cond):  # the first C of the 2C output channels
+        return model(x, t, **cond).chunk(2, dim=1)[0]
+
     schedule, labels = alphas_cumprod(linear_betas()), torch.tensor([3, CLASSES])
     x_T = torch.randn(2, 4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        ddpm = ddpm_sample(NoiseHead(model), x_T, schedule, generator=torch.Generator().manual_seed(2), label=labels)
+        ddpm = ddpm_sample(noise_head, x_T, schedule, generator=torch.Generator().manual_seed(2), label=labels)
         sigmas = sigmas_from_timesteps(schedule, torch.arange(999, -1, -1))
         ancestral = sample_euler_ancestral(dit_denoiser(model), x_T * (1 + sigmas[0] ** 2).sqrt(), sigmas,
                                            cond={"label": labels}, generator=torch.Generator().manual_seed(2))
         timesteps = respace_timesteps(1000, 25)
         few = sigmas_from_timesteps(schedule, timesteps)
-        ddim = ddim_sample(NoiseHead(model), x_T, schedule, timesteps, label=labels)
+        ddim = ddim_sample(noise_head, x_T, schedule, timesteps, label=labels)
         euler = sample_euler(dit_denoiser(model), x_T * (1 + few[0] ** 2).sqrt(), few, cond={"label": labels})
     assert ddpm.abs().mean() > 0.1 and not torch.allclose(ddpm[0], ddpm[1])
     torch.testing.assert_close(ancestral, ddpm, rtol=1e-8, atol=1e-8)
     torch.testing.assert_close(euler, ddim, rtol=1e-8, atol=1e-8)
+
+
+def test_dits_own_sampling_with_its_learned_variance_is_improved_ddpms():
+    """The paper samples with its learned variance (Improved DDPM's p_sample on a respaced chain, guidance by its
+    forward_with_cfg on 3 of 4 channels). minisora's sampler `ddpm_learned_variance` in sigma space, through
+    `dit_denoiser` and `GuidedDenoiser(channels=3)`, draws what DDPM's own `ddpm_sample(variance="learned")` draws
+    (float64, the same noise): on all 1000 steps; on 25 respaced steps, where the reference is the shorter chain of
+    Nichol & Dhariwal's Section 4 (its own betas, the network told the original timesteps); and guided, where the
+    reference guides the noise as the paper's code does. Guiding 3 channels is not guiding 4."""
+    from minisora.diffusion import get_sampler
+    from minisora.diffusion.ddpm import ddpm_sample
+    from minisora.diffusion.guidance import GuidedDenoiser
+    from minisora.diffusion.schedules import alphas_cumprod, linear_betas, respace_timesteps, sigmas_from_timesteps
+    from minisora.pretrained import dit_denoiser
+
+    model, sampler = tiny_learned_sigma_dit(), get_sampler("ddpm_learned_variance")
+    schedule, labels = alphas_cumprod(linear_betas()), torch.tensor([3, 7])
+    x_T = torch.randn(2, 4, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def forward_with_cfg(channels):  # the paper's models.py: eps guided on its first channels, the rest conditional
+        def network(x, t, label):
+            output = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([label, torch.full_like(label, CLASSES)]))
+            conditional, unconditional = output.chunk(2)
+            guided = unconditional[:, :channels] + 4.0 * (conditional[:, :channels] - unconditional[:, :channels])
+            return torch.cat([guided, conditional[:, channels:]], dim=1)
+        return network
+
+    def ours(timesteps, denoiser):
+        sigmas = sigmas_from_timesteps(schedule, timesteps)
+        return sampler(denoiser, x_T * (1 + sigmas[0] ** 2).sqrt(), sigmas, cond={"label": labels},
+                       generator=torch.Generator().manual_seed(2))
+
+    def reference(timesteps, network):
+        kept = timesteps.flip(0)  # increasing: the shorter chain's alpha_bar are the kept steps' own
+        return ddpm_sample(lambda x, t, **cond: network(x, kept[t], **cond), x_T, schedule[kept], variance="learned",
+                           generator=torch.Generator().manual_seed(2), label=labels)
+
+    every, few = torch.arange(999, -1, -1), respace_timesteps(1000, 25)
+    guided = GuidedDenoiser(dit_denoiser(model), 4.0, {"label": CLASSES}, channels=3)
+    all_channels = GuidedDenoiser(dit_denoiser(model), 4.0, {"label": CLASSES})
+    with torch.no_grad():
+        pairs = {"1000 steps": (ours(every, dit_denoiser(model)), reference(every, model)),
+                 "25 steps": (ours(few, dit_denoiser(model)), reference(few, model)),
+                 "guided, 3 channels": (ours(few, guided), reference(few, forward_with_cfg(3))),
+                 "guided, 4 channels": (ours(few, all_channels), reference(few, forward_with_cfg(4)))}
+    for name, (mine, theirs) in pairs.items():
+        assert mine.abs().mean() > 0.1, name
+        torch.testing.assert_close(mine, theirs, rtol=1e-8, atol=1e-8, msg=name)
+    assert (pairs["guided, 3 channels"][0] - pairs["guided, 4 channels"][0]).abs().max() > 1e-2
+    assert (pairs["25 steps"][0] - pairs["1000 steps"][0]).abs().max() > 1e-2
 
 
 def diffusers_autoencoder():
@@ -277,6 +338,43 @@ def test_sample_imagenet_writes_one_image_per_class_from_files_in_the_published_
     assert images.shape == (2, 3, 16, 16) and not torch.allclose(images[0], images[1])
     with pytest.raises(ValueError, match="classes must be among the checkpoint's 10"):
         sample_classes(dit, vae, [10])
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        sample_classes(dit, vae, [1], precision="fp8")
     missing = command("--class", 1, "--vae", tmp_path / "nowhere", "--out", tmp_path / "never.png")
     assert missing.returncode == 2 and "no autoencoder at" in missing.stderr
     assert not (tmp_path / "never.png").exists()
+    kept = (tmp_path / "first.png").read_bytes()
+    refused = command("--class", 3, "--out", tmp_path / "first.png")
+    assert refused.returncode == 2 and "exists; pass --overwrite" in refused.stderr
+    assert (tmp_path / "first.png").read_bytes() == kept
+    # the paper's own sampling (its learned variance, 3 channels guided) replaces the grid when asked to
+    papers = command("--class", 1, "--class", 7, "--seed", 5, "--sampler", "ddpm_learned_variance",
+                     "--guided-channels", 3, "--out", tmp_path / "first.png", "--overwrite")
+    assert papers.returncode == 0, papers.stderr[-2000:]
+    assert not torch.equal(torch.from_numpy(numpy.array(Image.open(tmp_path / "first.png"))), again)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: samples on it and on the CPU")
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddpm_learned_variance"])
+def test_sampling_on_a_gpu_draws_the_cpus_images(sampler):
+    """A DiT and autoencoder moved to the GPU sample the images they sample on the CPU (the noise comes from the
+    seeded CPU generator either way; float32, TF32 off); bf16 autocast stays near them."""
+    from minisora.models.dit import DiT, DiTConfig
+    from minisora.models.image_vae import ImageVAE, ImageVAEConfig
+    from minisora.pretrained import sample_classes
+
+    torch.manual_seed(0)
+    dit = DiT(DiTConfig(input_size=8, in_channels=4, patch_size=2, hidden=64, depth=2, heads=4, num_classes=CLASSES,
+                        position_layout="mae")).eval()
+    with torch.no_grad():
+        for parameter in dit.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    vae = ImageVAE(ImageVAEConfig(channels=32, channel_multipliers=(1, 2), blocks_per_level=1)).eval()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    on_cpu = sample_classes(dit, vae, [1, 7], steps=10, sampler=sampler, seed=3, guided_channels=3)
+    on_gpu = sample_classes(dit.cuda(), vae.cuda(), [1, 7], steps=10, sampler=sampler, seed=3, guided_channels=3)
+    in_bf16 = sample_classes(dit, vae, [1, 7], steps=10, sampler=sampler, seed=3, guided_channels=3,
+                             precision="bf16")
+    assert on_gpu.device.type == "cpu" and on_cpu.abs().mean() > 0.05
+    torch.testing.assert_close(on_gpu, on_cpu, rtol=0, atol=1e-3)
+    assert (in_bf16 - on_cpu).abs().mean() < 0.05

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import distribution_errors
-from minisora.diffusion import SAMPLERS, get_sampler
+from minisora.diffusion import SAMPLERS, VARIANCE_SAMPLERS, get_sampler
 from minisora.diffusion.samplers import sample_dpmpp_2m, sample_euler, sample_heun
 from minisora.diffusion.schedules import alphas_cumprod, karras_sigmas, linear_betas, sigmas_from_timesteps
 from minisora.diffusion.score_sde import VESDE
@@ -14,9 +14,23 @@ NUM_SAMPLES = 10000
 # Steps per sampler: enough that discretisation error is below the sampling noise of 4000 points.
 STEPS = {"euler": 250, "euler_ancestral": 200, "heun": 40, "edm_stochastic": 120, "dpmpp_2m": 40,
          "reverse_sde": 300, "predictor_corrector": 300, "probability_flow": 200,
-         "flow_euler": 250, "flow_heun": 40, "flow_sde": 300}
+         "flow_euler": 250, "flow_heun": 40, "flow_sde": 300, "ddpm_learned_variance": 200}
 # Exact samples (n = 10000, 40 draws) give at most: mean 0.032, covariance 0.042, sliced W 0.032.
 LIMITS = {"mean": 0.045, "covariance": 0.06, "sliced_wasserstein": 0.045}
+
+
+class WithVariance:
+    """An exact denoiser with a learned-variance output v = 0 (Nichol & Dhariwal's Eq. 15: the variance halfway between
+    beta~ and beta in log space), for the sampler that draws with one; the others call it as the denoiser."""
+
+    def __init__(self, denoiser):
+        self.denoiser = denoiser
+
+    def __call__(self, x, sigma, **cond):
+        return self.denoiser(x, sigma, **cond)
+
+    def with_variance(self, x, sigma, **cond):
+        return self.denoiser(x, sigma, **cond), torch.zeros_like(x)
 
 
 def run_sampler(name, denoiser, num_steps, seed=0, **options):
@@ -27,12 +41,12 @@ def run_sampler(name, denoiser, num_steps, seed=0, **options):
 
 
 def test_every_sampler_is_checked():
-    assert set(STEPS) == set(SAMPLERS)
+    assert set(STEPS) == set(SAMPLERS) | set(VARIANCE_SAMPLERS) and not set(SAMPLERS) & set(VARIANCE_SAMPLERS)
 
 
 @pytest.mark.parametrize("name", sorted(STEPS))
 def test_sampler_reproduces_the_mixture(name, mixture):
-    errors = distribution_errors(run_sampler(name, mixture.denoiser, STEPS[name]), mixture)
+    errors = distribution_errors(run_sampler(name, WithVariance(mixture.denoiser), STEPS[name]), mixture)
     for key, limit in LIMITS.items():
         assert errors[key] < limit, f"{name}: {key} error {errors[key]:.4f} >= {limit} ({errors})"
 
@@ -97,8 +111,8 @@ def test_ddpm_sigmas_also_reach_the_mixture(mixture):
 
 @pytest.mark.parametrize("name", sorted(STEPS))
 def test_samplers_are_deterministic_given_a_seed(name, mixture):
-    first = run_sampler(name, mixture.denoiser, 5, seed=7)
-    second = run_sampler(name, mixture.denoiser, 5, seed=7)
+    first = run_sampler(name, WithVariance(mixture.denoiser), 5, seed=7)
+    second = run_sampler(name, WithVariance(mixture.denoiser), 5, seed=7)
     assert torch.equal(first, second)
 
 
@@ -106,7 +120,7 @@ def test_samplers_are_deterministic_given_a_seed(name, mixture):
 def test_callback_sees_every_step(name, mixture):
     seen = []
     sigmas = karras_sigmas(6).double()
-    get_sampler(name)(mixture.denoiser, torch.randn(4, 2, dtype=torch.float64) * 80, sigmas,
+    get_sampler(name)(WithVariance(mixture.denoiser), torch.randn(4, 2, dtype=torch.float64) * 80, sigmas,
                       callback=lambda info: seen.append(info["i"]))
     assert seen == list(range(6))
 
@@ -122,6 +136,31 @@ def test_callback_sees_every_step(name, mixture):
 def test_bad_sigmas_are_clear_errors(name, bad_sigmas, message, mixture):
     with pytest.raises(ValueError, match=message):
         get_sampler(name)(mixture.denoiser, torch.zeros(3, 2), bad_sigmas)
+
+
+def test_the_learned_variance_sampler_needs_a_denoiser_with_variance(mixture):
+    sigmas = karras_sigmas(4).double()
+    with pytest.raises(TypeError, match="learned_variance=True"):
+        get_sampler("ddpm_learned_variance")(mixture.denoiser, torch.zeros(3, 2, dtype=torch.float64), sigmas)
+
+
+def test_the_learned_variance_sampler_draws_with_the_variance_it_is_given(mixture):
+    """v = -1 is beta~ (DDPM's posterior variance): then it is the ancestral sampler draw for draw; v = +1 (beta)
+    adds more noise, and the mixture's samples come out wider."""
+
+    class Fixed(WithVariance):
+        def __init__(self, denoiser, v):
+            super().__init__(denoiser)
+            self.v = v
+
+        def with_variance(self, x, sigma, **cond):
+            return self.denoiser(x, sigma, **cond), torch.full_like(x, self.v)
+
+    lowest = run_sampler("ddpm_learned_variance", Fixed(mixture.denoiser, -1.0), 30, seed=3)
+    ancestral = run_sampler("euler_ancestral", mixture.denoiser, 30, seed=3)
+    torch.testing.assert_close(lowest, ancestral, rtol=1e-9, atol=1e-9)
+    highest = run_sampler("ddpm_learned_variance", Fixed(mixture.denoiser, 1.0), 30, seed=3)
+    assert highest.std() > lowest.std() * 1.01
 
 
 def test_zero_steps_is_a_clear_error():

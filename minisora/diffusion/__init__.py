@@ -1,9 +1,11 @@
 """The diffusion core: schedules, DDPM, DDIM, score SDEs, EDM, flow matching, guidance and the samplers."""
 from .flow import sample_flow_euler, sample_flow_heun, sample_flow_sde
-from .samplers import SAMPLERS, get_sampler
+from .samplers import SAMPLERS, VARIANCE_SAMPLERS, get_sampler
 from .score_sde import sample_predictor_corrector, sample_probability_flow, sample_reverse_sde
 
-__all__ = ["SAMPLERS", "get_sampler"]  # the registry of every sampler, complete once this package is imported
+# the registry of every sampler that drives any denoiser, complete once this package is imported; and those that
+# need a learned variance
+__all__ = ["SAMPLERS", "VARIANCE_SAMPLERS", "get_sampler"]
 
 # The score-SDE and flow samplers build on samplers.py, so they join its registry here rather than there.
 SAMPLERS.update({

@@ -104,10 +104,17 @@ def learned_log_variance(variance_output: torch.Tensor, t: torch.Tensor, alphas_
     betas = 1 - alphas_cumprod / alphas_cumprod_prev
     posterior_variances = (1 - alphas_cumprod_prev) / (1 - alphas_cumprod) * betas
     posterior_variances[0] = posterior_variances[1]
+    return interpolated_log_variance(variance_output, at_timestep(betas.log(), t, variance_output),
+                                     at_timestep(posterior_variances.log(), t, variance_output))
+
+
+def interpolated_log_variance(variance_output: torch.Tensor, log_beta: torch.Tensor,
+                              log_posterior_variance: torch.Tensor) -> torch.Tensor:
+    """Nichol & Dhariwal 2021, Eq. 15 for a step of any chain, its log beta and log beta~ broadcasting against the
+    output."""
     v = (variance_output + 1) / 2
-    log_beta = at_timestep(betas.log(), t, variance_output)
-    log_posterior = at_timestep(posterior_variances.log(), t, variance_output)
-    return v * log_beta + (1 - v) * log_posterior
+    # log Sigma_theta = v log beta_t + (1 - v) log beta~_t
+    return v * log_beta + (1 - v) * log_posterior_variance
 
 
 def normal_kl(mean1: torch.Tensor, log_variance1: torch.Tensor, mean2: torch.Tensor,

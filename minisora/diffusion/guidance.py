@@ -37,10 +37,14 @@ class GuidedDenoiser:
     Quality in Diffusion Models": at high noise guidance costs variety, near the data it adds little; in the tiny
     text-to-video preset, guiding near the data also broke objects apart, benchmarks/RESULTS.md).
     Conditions named in `kept` go to both branches unchanged: with given frames kept, the unconditional branch
-    still sees the frames and guidance pushes towards the caption alone (as CogVideoX guides image-to-video)."""
+    still sees the frames and guidance pushes towards the caption alone (as CogVideoX guides image-to-video).
+    With `channels` = k only the first k channels are guided, the rest are the conditional denoiser's: the DiT
+    paper's sampling code guides 3 of its 4 latent channels by default (its `forward_with_cfg`, "for exact
+    reproducibility" of its FIDs, guiding all being "the standard approach")."""
 
     def __init__(self, denoiser: Callable, scale: float, null_cond: dict,
-                 interval: Tuple[float, float] = (0.0, math.inf), kept: Sequence[str] = ()):
+                 interval: Tuple[float, float] = (0.0, math.inf), kept: Sequence[str] = (),
+                 channels: Optional[int] = None):
         if not null_cond:
             raise ValueError("classifier-free guidance needs a null condition, e.g. null_cond={'label': num_classes}; "
                              "an unconditional model cannot be guided: use it without GuidedDenoiser")
@@ -49,18 +53,37 @@ class GuidedDenoiser:
         if not math.isfinite(scale) or scale < 0:
             raise ValueError(f"guidance scale must be a finite number >= 0 (1 is no guidance, 4 a usual choice), got "
                              f"{scale}")
+        if channels is not None and (not isinstance(channels, int) or channels < 1):
+            raise ValueError(f"guided channels must be a positive number of leading channels (or None for all), got "
+                             f"{channels!r}")
         self.denoiser, self.scale, self.null_cond, self.interval = denoiser, scale, null_cond, interval
-        self.kept = tuple(kept)
+        self.kept, self.channels = tuple(kept), channels
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:
+        return self._guided(lambda *inputs, **both: (self.denoiser(*inputs, **both), None), x, sigma, cond)[0]
+
+    def with_variance(self, x: torch.Tensor, sigma: torch.Tensor,
+                      **cond) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(the guided D(x, sigma), the conditional branch's variance output), of a denoiser that has
+        `with_variance` (`denoisers.VPDenoiser` with learned variance): the variance is not guided, as in the DiT
+        paper's code, where each half of the batch keeps its own and the conditional half is the sample."""
+        if not hasattr(self.denoiser, "with_variance"):
+            raise TypeError(f"{type(self.denoiser).__name__} has no learned variance to guide with; wrap a "
+                            "VPDenoiser(..., learned_variance=True)")
+        return self._guided(self.denoiser.with_variance, x, sigma, cond)
+
+    def _guided(self, denoise: Callable, x: torch.Tensor, sigma: torch.Tensor, cond: dict):
+        """(guided x_0, conditional variance output or None) from `denoise` returning such a pair."""
         if set(cond) - set(self.kept) != set(self.null_cond):
             raise ValueError(f"guided denoiser got conditions {sorted(cond)} but its null condition names "
                              f"{sorted(self.null_cond)} (and it keeps {sorted(self.kept)}); pass a value for each "
                              "(a guidance scale needs a conditional model)")
+        if self.channels is not None and self.channels > x.shape[1]:
+            raise ValueError(f"cannot guide the first {self.channels} channels of x with {x.shape[1]}")
         low, high = self.interval
         guided = (sigma > low) & (sigma <= high)  # (B,)
         if self.scale == 1 or not guided.any():
-            return self.denoiser(x, sigma, **cond)
+            return denoise(x, sigma, **cond)
         batch = x.shape[0]
         both = {}
         for name, value in cond.items():
@@ -69,6 +92,10 @@ class GuidedDenoiser:
                 both[name] = torch.cat([value, null.expand_as(value)])
             else:  # a kept condition: the same in both branches
                 both[name] = torch.cat([value, value])
-        denoised = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
+        denoised, variance_output = denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
         scale = torch.where(guided, self.scale, 1.0).to(x.dtype).view(-1, *[1] * (x.dim() - 1))
-        return classifier_free_guidance(denoised[:batch], denoised[batch:], scale)
+        conditional = denoised[:batch]
+        result = classifier_free_guidance(conditional, denoised[batch:], scale)
+        if self.channels is not None:
+            result = torch.cat([result[:, :self.channels], conditional[:, self.channels:]], dim=1)
+        return result, None if variance_output is None else variance_output[:batch]

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .ddpm import interpolated_log_variance
 from ..randomness import randn
 
 
@@ -90,6 +91,42 @@ def sample_euler_ancestral(denoiser: Callable, x: torch.Tensor, sigmas: torch.Te
             x = x + sigma_up.to(x.dtype) * _noise_like(x, generator)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": sigmas[i], "denoised": denoised})
+    return x
+
+
+@torch.no_grad()
+def sample_ddpm_learned_variance(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *,
+                                 cond: Optional[dict] = None, callback: Optional[Callable] = None,
+                                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Ancestral sampling with the network's own variance (Nichol & Dhariwal 2021, Eq. 15; with their Section 4's
+    respacing, the chain through `sigmas`): DiT's sampler. The denoiser must have `with_variance`
+    (`denoisers.VPDenoiser(..., learned_variance=True)`, `pretrained.dit_denoiser`)."""
+    check_sampler_inputs(x, sigmas)
+    if not hasattr(denoiser, "with_variance"):
+        raise TypeError(f"ddpm_learned_variance draws with the network's learned variance, which "
+                        f"{type(denoiser).__name__} does not give: use VPDenoiser(..., learned_variance=True) or "
+                        "another sampler")
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised, variance_output = denoiser.with_variance(x, _batch_sigma(sigma, x), **(cond or {}))
+        if variance_output is None:
+            raise ValueError("the denoiser's network has no learned variance (learned_variance=False): use another "
+                             "sampler")
+        # the mean mu~(x_t, x_0) of DDPM's posterior is DDIM's eta = 1 step without its noise
+        sigma_down, _ = ancestral_step(sigma, sigma_next)
+        x = x + (sigma_down - sigma).to(x.dtype) * to_derivative(x, sigma, denoised)
+        if sigma_next > 0:
+            # alpha_bar = 1 / (1 + sigma^2);  beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}
+            alpha_bar, alpha_bar_next = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
+            beta = 1 - alpha_bar / alpha_bar_next
+            # beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t
+            posterior_variance = (1 - alpha_bar_next) / (1 - alpha_bar) * beta
+            log_variance = interpolated_log_variance(variance_output, beta.log().to(x.dtype),
+                                                     posterior_variance.log().to(x.dtype))
+            # x_{t-1} = mu~ + Sigma^(1/2) z in x_t's coordinates; x = x_t / sqrt(alpha_bar_{t-1}) scales it
+            x = x + (log_variance / 2).exp() / alpha_bar_next.sqrt().to(x.dtype) * _noise_like(x, generator)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigma, "denoised": denoised})
     return x
 
 
@@ -198,10 +235,18 @@ SAMPLERS = {
     "edm_stochastic": sample_edm_stochastic,
     "dpmpp_2m": sample_dpmpp_2m,
 }
+# samplers that also need the network's learned variance (a denoiser with `with_variance`, as DiT's): not for the
+# trainers' models, which have none
+VARIANCE_SAMPLERS = {
+    "ddpm_learned_variance": sample_ddpm_learned_variance,
+}
 
 
 def get_sampler(name: str) -> Callable:
     """A sampler by name, with an error that lists the names."""
+    if name in VARIANCE_SAMPLERS:
+        return VARIANCE_SAMPLERS[name]
     if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)} (or, for a network with learned "
+                         f"variance, {sorted(VARIANCE_SAMPLERS)})")
     return SAMPLERS[name]
