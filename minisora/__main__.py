@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     sample.add_argument("--loop", action="store_true", help="the last frame leads back into the first")
     sample.add_argument("--edit", metavar="VIDEO", help="redraw this clip under the prompt (SDEdit; with --strength)")
     sample.add_argument("--strength", type=float, help="how much --edit redraws, in (0, 1]: 0.3 keeps most of it")
+    sample.add_argument("--overwrite", action="store_true", help="replace the samples of an earlier run in --out "
+                                                                 "(otherwise an error)")
     imagenet = commands.add_parser("sample-imagenet", help="sample ImageNet classes with the DiT paper's released "
                                    "weights, decoded by Stable Diffusion's VAE, all in minisora's modules")
     imagenet.add_argument("--dit", default="weights/DiT-XL-2-256x256.pt",
@@ -94,7 +96,8 @@ def main(argv=None) -> int:
                               arguments.strength)
         try:
             run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
-                       arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting)
+                       arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting,
+                       arguments.overwrite)
         except (ValueError, FileNotFoundError, VideoReadError) as error:
             parser.exit(2, f"error: {error}\n")
         return 0

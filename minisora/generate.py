@@ -186,12 +186,13 @@ def read_sized(path: str, kind: str, height: int, width: int) -> torch.Tensor:
 
 def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", steps: int = 30, cfg: float = 4.0,
                num: int = 4, seed: int = 0, out: str = "samples", cfg_min_sigma: Optional[float] = None,
-               prompting: Optional[Prompting] = None) -> dict:
+               prompting: Optional[Prompting] = None, overwrite: bool = False) -> dict:
     """`python -m minisora sample`: `num` videos per prompt from a model.pt, prompted as `prompting` says (length,
     size, given frames, a video to extend or edit), written as OUT/NN.mp4 (at the model's size, to give back to
     --extend or --edit) and NN.gif (enlarged), or NN.png for one frame, with one tiled OUT/samples.gif, and scored
     against the model's world where the prompt names what the world can show. Guidance applies above
-    `cfg_min_sigma` (None: the model's own `guidance_min_sigma`)."""
+    `cfg_min_sigma` (None: the model's own `guidance_min_sigma`). Files of an earlier run in OUT are replaced only
+    with `overwrite`: otherwise they are an error before any work."""
     from .scoring import score_images, score_videos
     from .train.video import decode, describe_scores, load_model, write_samples
 
@@ -203,6 +204,13 @@ def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", s
     if cfg_min_sigma is not None and cfg_min_sigma < 0:
         raise ValueError(f"--cfg-min-sigma is a noise level, >= 0; got {cfg_min_sigma}")
     prompting.check()
+    if not overwrite:
+        written = [f"{index:02d}.{kind}" for index in range(len(prompts) * num) for kind in ("png", "mp4", "gif")]
+        found = [name for name in written + ["samples.gif", "samples.mp4", "samples.png", "captions.txt"]
+                 if (Path(out) / name).exists()]
+        if found:
+            raise ValueError(f"{out} already holds samples ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''})"
+                             f"; pass --overwrite to replace them, or --out ANOTHER_FOLDER")
     config, tokenizer, data_shape, denoiser, vae = load_model(checkpoint)
     channels, window, trained_height, trained_width = data_shape
     asks_for_size = prompting.frames is not None or prompting.size is not None

@@ -83,3 +83,14 @@ def test_a_gpu_the_machine_lacks_is_a_clear_error(capsys):
     with pytest.raises(SystemExit) as exit_code:
         main(["train", "--preset", "tiny", "--device=cuda", "--out_dir=/nonexistent/never-made"])
     assert exit_code.value.code == 2 and "PyTorch sees no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config_class", [VideoConfig, Toy2DConfig, ImagesConfig], ids=lambda cls: cls.__name__)
+def test_a_sampler_the_model_cannot_use_is_refused_before_training(config_class):
+    """An unknown sampler, or the one that needs a learned variance (these models have none), is an error where the
+    configuration is built: not after the training, when the samples are drawn."""
+    with pytest.raises(ValueError, match="unknown sampler 'rk45'; choose one of .*'heun'"):
+        config_class(sampler="rk45")
+    with pytest.raises(ValueError, match="learned variance, which this model does not have"):
+        config_class(sampler="ddpm_learned_variance")
+    assert config_class(sampler="flow_heun").sampler == "flow_heun"

@@ -161,3 +161,17 @@ def test_a_prompt_with_unknown_words_says_what_went_unscored(toy_model, tmp_path
     printed = capsys.readouterr().out
     assert "never saw the words ['blob', 'purple']" in printed
     assert "colour and shape not scored (no prompt names one the world knows)" in printed
+
+
+def test_samples_of_an_earlier_run_are_replaced_only_when_asked(toy_model, tmp_path, capsys):
+    """A second run into the same folder would replace the first one's videos (and could replace a clip given to
+    --extend from there): an error before any work, unless --overwrite."""
+    assert sample(toy_model, tmp_path, "--frames", "1") == 0
+    (tmp_path / "captions.txt").write_text("the user's own\n")
+    with pytest.raises(SystemExit) as exit_code:
+        sample(toy_model, tmp_path, "--frames", "1", "--seed", "9")
+    assert exit_code.value.code == 2
+    assert "already holds samples (00.png, 01.png, samples.gif" in capsys.readouterr().err
+    assert (tmp_path / "captions.txt").read_text() == "the user's own\n"
+    assert sample(toy_model, tmp_path, "--frames", "1", "--seed", "9", "--overwrite") == 0
+    assert (tmp_path / "captions.txt").read_text() == f"{PROMPT}\n{PROMPT}\n"

@@ -242,6 +242,18 @@ VARIANCE_SAMPLERS = {
 }
 
 
+def check_sampler(name: str) -> str:
+    """The name of a sampler that drives any denoiser (the trainers' models: none has a learned variance), or a
+    clear error; for a configuration to call before any work starts. (SAMPLERS is complete by then: importing this
+    module runs the package's __init__, which adds the score-SDE and flow samplers.)"""
+    if name in VARIANCE_SAMPLERS:
+        raise ValueError(f"sampler {name!r} draws with a network's learned variance, which this model does not have; "
+                         f"choose one of {sorted(SAMPLERS)}")
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    return name
+
+
 def get_sampler(name: str) -> Callable:
     """A sampler by name, with an error that lists the names."""
     if name in VARIANCE_SAMPLERS:

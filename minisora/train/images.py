@@ -15,6 +15,7 @@ from tiny_datasets.shapes import CLASS_NAMES, NUM_CLASSES, ShapesDataset
 from ..config import check_ranges
 from ..diffusion import get_sampler
 from ..diffusion.guidance import GuidedDenoiser, drop_condition
+from ..diffusion.samplers import check_sampler
 from ..diffusion.schedules import karras_sigmas
 from ..metrics import frechet_distance
 from ..models.classifier import class_accuracy, train_classifier
@@ -68,6 +69,7 @@ class ImagesConfig:
     def __post_init__(self):
         check_ranges(self, IMAGES_CONFIG_RANGES)
         check_parallel_mode(self.parallel)
+        check_sampler(self.sampler)
 
 
 def build_denoiser(config: ImagesConfig) -> torch.nn.Module:

@@ -15,6 +15,7 @@ from ..diffusion import get_sampler
 from ..diffusion.ddpm import ddpm_loss
 from ..diffusion.denoisers import VPDenoiser
 from ..diffusion.edm import EDMDenoiser, edm_loss
+from ..diffusion.samplers import check_sampler
 from ..diffusion.schedules import alphas_cumprod, karras_sigmas, linear_betas
 from ..metrics import sliced_wasserstein
 from ..models.mlp import ToyMLP, ToyMLPConfig
@@ -58,6 +59,7 @@ class Toy2DConfig:
     def __post_init__(self):
         check_ranges(self, TOY2D_CONFIG_RANGES)
         check_parallel_mode(self.parallel)
+        check_sampler(self.sampler)
 
 
 def build_denoiser(config: Toy2DConfig) -> torch.nn.Module:

@@ -7,6 +7,7 @@ from ..config import check_device, check_ranges
 from ..data.buckets import parse_buckets, unseen_buckets
 from ..diffusion.conditioning import parse_task_mix
 from ..diffusion.flow import Path as FlowPath
+from ..diffusion.samplers import check_sampler
 from ..models.video_dit import FRAME_MARKINGS
 from ..parallel.data_parallel import check_parallel_mode
 from ..parallel.sequence import SEQUENCE_METHODS
@@ -99,6 +100,7 @@ class VideoConfig:
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         check_objective(self.objective)
+        check_sampler(self.sampler)
         if self.frame_marking not in FRAME_MARKINGS:
             raise ValueError(f"frame_marking must be one of {FRAME_MARKINGS}, got {self.frame_marking!r}")
         parse_task_mix(self.task_mix)
