@@ -223,9 +223,9 @@ def main():
         kernels = [row for row in rows if row.device_type == torch.autograd.DeviceType.CUDA and row.key not in on_cpu]
         busy = sum(row.self_device_time_total for row in kernels) / 1e6 / args.repeats
         launches = sum(row.count for row in kernels) / args.repeats
-        step = sum(profiled.values())
-        print(f"the GPU is busy {busy:.4f} s of the step's {step:.4f} s under the profiler ({busy / step:.0%}), in "
-              f"{launches:.0f} kernels a step; the 10 kernels of most time:\n")
+        profiled_step = sum(profiled.values())
+        print(f"the GPU is busy {busy:.4f} s of the step's {profiled_step:.4f} s under the profiler "
+              f"({busy / profiled_step:.0%}), in {launches:.0f} kernels a step; the 10 kernels of most time:\n")
         print("| kernel | device time per step (s) | launches per step |")
         print("| --- | --- | --- |")
         for row in sorted(kernels, key=lambda row: -row.self_device_time_total)[:10]:

@@ -16,6 +16,8 @@ def make_ema(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """theta_ema <- decay * theta_ema + (1 - decay) * theta."""
-    for average, current in zip(ema.parameters(), model.parameters()):
-        average.lerp_(current.detach().to(average.dtype), 1 - decay)
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta, every parameter in one `torch._foreach_lerp_` (one
+    kernel launch on a GPU, not one per parameter)."""
+    averages = list(ema.parameters())
+    currents = [current.detach().to(average.dtype) for average, current in zip(averages, model.parameters())]
+    torch._foreach_lerp_(averages, currents, 1 - decay)

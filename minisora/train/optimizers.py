@@ -57,50 +57,67 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One step of every group. Each elementwise update runs as one `torch._foreach_*` call over the group's
+        tensors (one kernel launch for all of them on a GPU, not one per tensor; the same arithmetic, as torch's own
+        optimizers do by default)."""
         for group in self.param_groups:
             lr, decay = group["lr"], group["weight_decay"]
             parameters = [parameter for parameter in group["params"] if parameter.grad is not None]
-            for parameter in parameters:
-                # decoupled weight decay: theta <- theta (1 - lr lambda)
-                parameter.mul_(1 - lr * decay)
+            if not parameters:
+                continue
+            # decoupled weight decay: theta <- theta (1 - lr lambda)
+            torch._foreach_mul_(parameters, 1 - lr * decay)
             if group["muon"]:
                 self.muon_update(parameters, lr, group["momentum"])
             else:
-                for parameter in parameters:
-                    self.adam_update(parameter, lr, group["betas"], group["eps"])
+                self.adam_update(parameters, lr, group["betas"], group["eps"])
 
     def muon_update(self, parameters, lr, momentum):
         """Orthogonalise the matrices of one shape together (a batched Newton-Schulz: one call per shape, not one
-        per matrix, which on a CPU costs more in overhead than in arithmetic at these sizes)."""
-        by_shape = {}
+        per matrix, which costs more in overhead than in arithmetic at these sizes)."""
+        buffers = []
         for parameter in parameters:
-            state = self.state[parameter]
-            if "momentum" not in state:
-                state["momentum"] = torch.zeros_like(parameter)
-            buffer = state["momentum"]
-            # B_t = mu B_{t-1} + (1 - mu) g_t;  Nesterov: look ahead to (1 - mu) g_t + mu B_t
-            buffer.lerp_(parameter.grad, 1 - momentum)
-            by_shape.setdefault(parameter.shape, []).append((parameter, parameter.grad.lerp(buffer, momentum)))
+            if "momentum" not in self.state[parameter]:
+                self.state[parameter]["momentum"] = torch.zeros_like(parameter)
+            buffers.append(self.state[parameter]["momentum"])
+        gradients = [parameter.grad for parameter in parameters]
+        # B_t = mu B_{t-1} + (1 - mu) g_t;  Nesterov: look ahead to (1 - mu) g_t + mu B_t
+        torch._foreach_lerp_(buffers, gradients, 1 - momentum)
+        lookahead = torch._foreach_lerp(gradients, buffers, momentum)
+        by_shape = {}
+        for parameter, direction in zip(parameters, lookahead):
+            by_shape.setdefault(parameter.shape, []).append((parameter, direction))
         for shape, pairs in by_shape.items():
             directions = newton_schulz_orthogonalize(torch.stack([direction for _, direction in pairs]))
-            for (parameter, _), direction in zip(pairs, directions):
-                # theta <- theta - lr 0.2 sqrt(max(A, B)) O_t
-                parameter.add_(direction, alpha=-lr * 0.2 * math.sqrt(max(shape)))
+            # theta <- theta - lr 0.2 sqrt(max(A, B)) O_t
+            torch._foreach_add_([parameter for parameter, _ in pairs], list(directions.unbind()),
+                                alpha=-lr * 0.2 * math.sqrt(max(shape)))
 
-    def adam_update(self, parameter, lr, betas, eps):
-        state, gradient = self.state[parameter], parameter.grad
-        if "step" not in state:
-            state["step"] = 0
-            state["mean"] = torch.zeros_like(parameter)
-            state["square"] = torch.zeros_like(parameter)
-        state["step"] += 1
-        (beta1, beta2), step = betas, state["step"]
-        # m_t = beta1 m_{t-1} + (1 - beta1) g;  v_t = beta2 v_{t-1} + (1 - beta2) g^2
-        state["mean"].lerp_(gradient, 1 - beta1)
-        state["square"].mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-        # theta <- theta - lr m_t / (1 - beta1^t) / (sqrt(v_t / (1 - beta2^t)) + eps)
-        denominator = (state["square"].sqrt() / math.sqrt(1 - beta2 ** step)).add_(eps)
-        parameter.addcdiv_(state["mean"], denominator, value=-lr / (1 - beta1 ** step))
+    def adam_update(self, parameters, lr, betas, eps):
+        """AdamW's step on the parameters, those with the same number of steps taken (their bias correction) at once."""
+        by_step = {}
+        for parameter in parameters:
+            state = self.state[parameter]
+            if "step" not in state:
+                state["step"] = 0
+                state["mean"] = torch.zeros_like(parameter)
+                state["square"] = torch.zeros_like(parameter)
+            state["step"] += 1
+            by_step.setdefault(state["step"], []).append(parameter)
+        (beta1, beta2) = betas
+        for step, chosen in by_step.items():
+            means = [self.state[parameter]["mean"] for parameter in chosen]
+            squares = [self.state[parameter]["square"] for parameter in chosen]
+            gradients = [parameter.grad for parameter in chosen]
+            # m_t = beta1 m_{t-1} + (1 - beta1) g;  v_t = beta2 v_{t-1} + (1 - beta2) g^2
+            torch._foreach_lerp_(means, gradients, 1 - beta1)
+            torch._foreach_mul_(squares, beta2)
+            torch._foreach_addcmul_(squares, gradients, gradients, value=1 - beta2)
+            # theta <- theta - lr m_t / (1 - beta1^t) / (sqrt(v_t / (1 - beta2^t)) + eps)
+            denominators = torch._foreach_sqrt(squares)
+            torch._foreach_div_(denominators, math.sqrt(1 - beta2 ** step))
+            torch._foreach_add_(denominators, eps)
+            torch._foreach_addcdiv_(chosen, means, denominators, value=-lr / (1 - beta1 ** step))
 
 
 def build_optimizer(model: nn.Module, name: str, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
