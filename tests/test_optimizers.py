@@ -131,3 +131,26 @@ def test_clear_errors():
         build_optimizer(blocks_model(), "sgd", 1e-3, 0.0)
     with pytest.raises(ValueError, match="found no transformer blocks"):
         build_optimizer(nn.Linear(3, 3), "muon", 1e-3, 0.0)
+
+
+def test_parameters_that_missed_steps_are_corrected_by_their_own_count():
+    """A parameter without a gradient skips the step (no decay, no moment update), so its AdamW bias correction counts
+    fewer steps than its group's others: the updates grouped by step count must still step as torch's AdamW does."""
+    ours, theirs = blocks_model(), blocks_model()
+    generator = torch.Generator().manual_seed(2)
+    optimizers = (MuonWithAdamW([dict(params=ours.parameters())], lr=1e-2, weight_decay=0.1),
+                  torch.optim.AdamW(theirs.parameters(), lr=1e-2, weight_decay=0.1))
+    for step in range(5):
+        x = torch.randn(32, 6, generator=generator)
+        for model, optimizer in zip((ours, theirs), optimizers):
+            # the output layer sits out the first two steps: it has no gradient there
+            hidden = model.blocks(model.embedding(x))
+            output = model.out(hidden) if step >= 2 else hidden[:, :2]
+            loss = (output - x[:, :2].sin()).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    steps = {optimizers[0].state[parameter]["step"] for parameter in ours.parameters()}
+    assert steps == {3, 5}
+    for mine, reference in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-7)
