@@ -378,3 +378,80 @@ def test_sampling_on_a_gpu_draws_the_cpus_images(sampler):
     assert on_gpu.device.type == "cpu" and on_cpu.abs().mean() > 0.05
     torch.testing.assert_close(on_gpu, on_cpu, rtol=0, atol=1e-3)
     assert (in_bf16 - on_cpu).abs().mean() < 0.05
+
+
+def released_files():
+    """The released DiT-XL/2 (256) and Stable Diffusion VAE where `python -m minisora download` puts them, or where
+    MINISORA_DIT and MINISORA_VAE point (None where they are not)."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    dit = Path(os.environ.get("MINISORA_DIT", root / "weights" / "DiT-XL-2-256x256.pt"))
+    vae = Path(os.environ.get("MINISORA_VAE", root / "weights" / "sd-vae-ft-ema"))
+    return (dit, vae) if dit.is_file() and vae.exists() else None
+
+
+def a_test_image(side: int = 256) -> torch.Tensor:
+    """A smooth synthetic picture in [-1, 1], (1, 3, side, side): a colour gradient, a disc and a square."""
+    rows, columns = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+    image = torch.stack([rows * 0.6, columns * 0.6, (rows + columns) * 0.3])
+    disc = (rows - 0.3) ** 2 + (columns + 0.3) ** 2 < 0.12
+    square = (rows + 0.4).abs().maximum((columns - 0.4).abs()) < 0.25
+    image[:, disc] = torch.tensor([0.9, -0.6, -0.5])[:, None]
+    image[:, square] = torch.tensor([-0.7, -0.5, 0.9])[:, None]
+    return image[None]
+
+
+def released_weights_checks(dit, vae) -> dict:
+    """What any trained pair does and random weights do not: the autoencoder reconstructs a smooth picture (PSNR in
+    dB), and at t = 900 of 1000 (alpha_bar about 3e-4) the DiT predicts the noise of that picture's noised latent
+    almost exactly, since x_t is nearly all noise (mean squared error; predicting zero scores 1)."""
+    from minisora.diffusion.ddpm import q_sample
+    from minisora.diffusion.schedules import alphas_cumprod, linear_betas
+
+    image = a_test_image(8 * dit.config.input_size)
+    with torch.no_grad():
+        latents = vae.to_latents(image)
+        reconstruction = vae.from_latents(latents).clamp(-1, 1)
+        psnr = 10 * math.log10(4 / float((reconstruction - image).pow(2).mean()))
+        t = torch.tensor([900])
+        noise = torch.randn(latents[:, :, None].shape, generator=torch.Generator().manual_seed(0))
+        x_t = q_sample(latents[:, :, None], t, alphas_cumprod(linear_betas()), noise)
+        predicted = dit(x_t, t.float(), torch.tensor([dit.config.num_classes])).chunk(2, dim=1)[0]
+    return {"psnr": psnr, "noise_error": float((predicted - noise).pow(2).mean())}
+
+
+@pytest.mark.skipif(released_files() is None, reason="the released files are not here: `python -m minisora "
+                    "download` puts DiT-XL-2-256x256.pt and sd-vae-ft-ema in weights/ (or name them by MINISORA_DIT "
+                    "and MINISORA_VAE)")
+def test_the_released_files_load_and_do_what_trained_models_do():
+    """With the real files (never in CI: nothing downloads there): DiT-XL/2's configuration from its tensors, every
+    key used, and the checks that random weights fail (`released_weights_checks`)."""
+    from minisora.models.dit import count_parameters
+    from minisora.pretrained import load_dit, load_image_vae
+
+    dit_path, vae_path = released_files()
+    dit, vae = load_dit(dit_path), load_image_vae(vae_path)
+    assert (dit.config.hidden, dit.config.depth, dit.config.heads, dit.config.patch_size) == (1152, 28, 16, 2)
+    assert dit.config.learn_sigma and dit.config.num_classes == 1000 and dit.config.input_size == 32
+    assert round(count_parameters(dit) / 1e6, 1) == 674.8
+    checks = released_weights_checks(dit, vae)
+    assert checks["psnr"] > 24, checks
+    assert checks["noise_error"] < 0.05, checks
+
+
+def test_random_weights_fail_the_released_weights_checks():
+    """The checks the released files must pass are not passed by untrained models of the same kinds (small ones)."""
+    from minisora.models.dit import DiT, DiTConfig
+    from minisora.models.image_vae import ImageVAE, ImageVAEConfig
+
+    torch.manual_seed(0)
+    dit = DiT(DiTConfig(input_size=8, in_channels=4, patch_size=2, hidden=64, depth=2, heads=4, num_classes=CLASSES,
+                        position_layout="mae")).eval()
+    with torch.no_grad():
+        for parameter in dit.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    vae = ImageVAE(ImageVAEConfig(channels=32, channel_multipliers=(1, 2, 2, 2), blocks_per_level=1)).eval()
+    checks = released_weights_checks(dit, vae)
+    assert checks["psnr"] < 24 and checks["noise_error"] > 0.05, checks
