@@ -12,7 +12,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -61,8 +61,8 @@ def fetch(url: str, destination: Path, chunk_bytes: int = 1 << 20) -> None:
     os.replace(partial, destination)
 
 
-def download(names: Sequence[str], folder: str = "weights", files: Dict[str, Tuple[Tuple[str, str], ...]] = None
-             ) -> List[Path]:
+def download(names: Sequence[str], folder: str = "weights",
+             files: Optional[Dict[str, Tuple[Tuple[str, str], ...]]] = None) -> List[Path]:
     """Each named release's files in `folder` (fetched where missing); returns what `sample-imagenet` takes for each:
     the DiT's file, the autoencoder's folder. `files` maps names to (path, URL) pairs (default: `published()`)."""
     files = published() if files is None else files
