@@ -153,8 +153,10 @@ def load_dit(path: Union[str, Path], image_size: Optional[int] = None, heads: Op
         raise ValueError(f"{path} is a DiT for {8 * config.input_size} x {8 * config.input_size} images (latents "
                          f"{config.input_size} x {config.input_size}), not {image_size}; use the "
                          f"{image_size} x {image_size} checkpoint or --image-size={8 * config.input_size}")
-    model = DiT(config)
-    model.load_state_dict(official_to_minisora(state, config))
+    with torch.device("meta"):  # no memory and no random initialisation: every weight comes from the file
+        model = DiT(config)
+    model.load_state_dict(official_to_minisora(state, config), assign=True)
+    model.position = position_table(config)[None]  # the fixed table, which no file holds, (1, N, D)
     return model.eval()
 
 

@@ -77,6 +77,8 @@ def test_a_checkpoint_in_the_papers_layout_computes_what_diffusers_computes(chec
     config = ours.config
     assert (config.hidden, config.depth, config.heads, config.patch_size) == (WIDTH, DEPTH, HEADS, PATCH)
     assert (config.input_size, config.num_classes, config.learn_sigma) == (LATENT_SIDE, CLASSES, True)
+    # built on the meta device and given the file's tensors: nothing may be left without memory
+    assert not any(tensor.is_meta for tensor in [*ours.parameters(), *ours.buffers()])
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, LATENT_SIDE, LATENT_SIDE, generator=generator)
     labels = torch.tensor([1, 7, CLASSES])  # the null label too
