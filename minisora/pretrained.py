@@ -155,7 +155,10 @@ def load_dit(path: Union[str, Path], image_size: Optional[int] = None, heads: Op
                          f"{image_size} x {image_size} checkpoint or --image-size={8 * config.input_size}")
     with torch.device("meta"):  # no memory and no random initialisation: every weight comes from the file
         model = DiT(config)
-    model.load_state_dict(official_to_minisora(state, config), assign=True)
+    # float32 whatever the file holds (the released files are float32; a half-precision copy is widened, as a copy
+    # into a float32 model would)
+    weights = {name: tensor.float() for name, tensor in official_to_minisora(state, config).items()}
+    model.load_state_dict(weights, assign=True)
     model.position = position_table(config)[None]  # the fixed table, which no file holds, (1, N, D)
     return model.eval()
 
