@@ -86,9 +86,11 @@ def main(argv=None) -> int:
     if arguments.command == "sample":
         if overrides:
             parser.error(f"sample takes no {' '.join(overrides)}; see python -m minisora sample --help")
-        from .diffusion import SAMPLERS
-        if arguments.sampler not in SAMPLERS:
-            parser.error(f"unknown sampler {arguments.sampler!r}; choose one of {', '.join(sorted(SAMPLERS))}")
+        from .diffusion.samplers import check_sampler
+        try:
+            check_sampler(arguments.sampler)  # what the trainers' models can use: no learned variance
+        except ValueError as error:
+            parser.error(str(error))
         from .data.video_io import VideoReadError
         from .generate import Prompting, run_sample
         prompting = Prompting(arguments.frames, arguments.size, arguments.first_frame, arguments.last_frame,
@@ -104,10 +106,11 @@ def main(argv=None) -> int:
     if arguments.command == "sample-imagenet":
         if overrides:
             parser.error(f"sample-imagenet takes no {' '.join(overrides)}; see its --help")
-        from .diffusion import SAMPLERS, VARIANCE_SAMPLERS
-        if arguments.sampler not in {**SAMPLERS, **VARIANCE_SAMPLERS}:
-            parser.error(f"unknown sampler {arguments.sampler!r}; choose one of "
-                         f"{', '.join(sorted({**SAMPLERS, **VARIANCE_SAMPLERS}))}")
+        from .diffusion import get_sampler
+        try:
+            get_sampler(arguments.sampler)  # any, the learned-variance one included: DiT has it
+        except ValueError as error:
+            parser.error(str(error))
         if arguments.steps < 1:
             parser.error(f"--steps must be at least 1, got {arguments.steps}")
         if arguments.guided_channels is not None and arguments.guided_channels < 1:

@@ -75,3 +75,22 @@ def test_vae_preset_trains_writes_videos_and_resumes(tmp_path):
     other = subprocess.run(command + ["--resume=true", "--latent_channels=8"], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)
     assert other.returncode != 0 and "latent_channels: checkpoint 4, now 8" in other.stderr
+
+
+@pytest.mark.parametrize("command, sampler, message", [
+    ("sample", "rk45", "unknown sampler 'rk45'; choose one of"),
+    ("sample", "ddpm_learned_variance", "learned variance, which this model does not have"),
+    ("sample-imagenet", "rk45", "unknown sampler 'rk45'; choose one of .*ddpm_learned_variance"),
+])
+def test_a_sampler_the_command_cannot_use_is_an_error_before_any_work(command, sampler, message, capsys, tmp_path):
+    """sample takes the samplers any denoiser drives (its models have no learned variance); sample-imagenet those
+    and DiT's learned-variance one. Both say so before reading a file (none here exists)."""
+    import re
+
+    from minisora.__main__ import main
+
+    files = ["--prompt", "a circle", "--checkpoint", str(tmp_path / "none.pt")] if command == "sample" else \
+        ["--class", "1", "--dit", str(tmp_path / "none.pt")]
+    with pytest.raises(SystemExit) as exit_code:
+        main([command, "--sampler", sampler, *files])
+    assert exit_code.value.code == 2 and re.search(message, capsys.readouterr().err)
