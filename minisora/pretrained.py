@@ -152,7 +152,7 @@ def load_dit(path: Union[str, Path], image_size: Optional[int] = None, heads: Op
     if image_size is not None and image_size != 8 * config.input_size:
         raise ValueError(f"{path} is a DiT for {8 * config.input_size} x {8 * config.input_size} images (latents "
                          f"{config.input_size} x {config.input_size}), not {image_size}; use the "
-                         f"{image_size} x {image_size} checkpoint or --image-size={8 * config.input_size}")
+                         f"{image_size} x {image_size} checkpoint or image_size={8 * config.input_size}")
     with torch.device("meta"):  # no memory and no random initialisation: every weight comes from the file
         model = DiT(config)
     # float32 whatever the file holds (the released files are float32; a half-precision copy is widened, as a copy

@@ -356,14 +356,10 @@ def test_sample_imagenet_writes_one_image_per_class_from_files_in_the_published_
     assert not torch.equal(torch.from_numpy(numpy.array(Image.open(tmp_path / "first.png"))), again)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: samples on it and on the CPU")
-@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddpm_learned_variance"])
-def test_sampling_on_a_gpu_draws_the_cpus_images(sampler):
-    """A DiT and autoencoder moved to the GPU sample the images they sample on the CPU (the noise comes from the
-    seeded CPU generator either way; float32, TF32 off); bf16 autocast stays near them."""
+def small_random_dit():
+    """A small DiT of the paper's layout (learned sigma, MAE's table; 8 x 8 latents of 4 channels), in float32, every
+    weight moved off its initialisation so that it computes something (the zero-initialised layers too)."""
     from minisora.models.dit import DiT, DiTConfig
-    from minisora.models.image_vae import ImageVAE, ImageVAEConfig
-    from minisora.pretrained import sample_classes
 
     torch.manual_seed(0)
     dit = DiT(DiTConfig(input_size=8, in_channels=4, patch_size=2, hidden=64, depth=2, heads=4, num_classes=CLASSES,
@@ -371,6 +367,18 @@ def test_sampling_on_a_gpu_draws_the_cpus_images(sampler):
     with torch.no_grad():
         for parameter in dit.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
+    return dit
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: samples on it and on the CPU")
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddpm_learned_variance"])
+def test_sampling_on_a_gpu_draws_the_cpus_images(sampler):
+    """A DiT and autoencoder moved to the GPU sample the images they sample on the CPU (the noise comes from the
+    seeded CPU generator either way; float32, TF32 off); bf16 autocast stays near them."""
+    from minisora.models.image_vae import ImageVAE, ImageVAEConfig
+    from minisora.pretrained import sample_classes
+
+    dit = small_random_dit()
     vae = ImageVAE(ImageVAEConfig(channels=32, channel_multipliers=(1, 2), blocks_per_level=1)).eval()
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     on_cpu = sample_classes(dit, vae, [1, 7], steps=10, sampler=sampler, seed=3, guided_channels=3)
@@ -445,15 +453,9 @@ def test_the_released_files_load_and_do_what_trained_models_do():
 
 def test_random_weights_fail_the_released_weights_checks():
     """The checks the released files must pass are not passed by untrained models of the same kinds (small ones)."""
-    from minisora.models.dit import DiT, DiTConfig
     from minisora.models.image_vae import ImageVAE, ImageVAEConfig
 
-    torch.manual_seed(0)
-    dit = DiT(DiTConfig(input_size=8, in_channels=4, patch_size=2, hidden=64, depth=2, heads=4, num_classes=CLASSES,
-                        position_layout="mae")).eval()
-    with torch.no_grad():
-        for parameter in dit.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
+    dit = small_random_dit()
     vae = ImageVAE(ImageVAEConfig(channels=32, channel_multipliers=(1, 2, 2, 2), blocks_per_level=1)).eval()
     checks = released_weights_checks(dit, vae)
     assert checks["psnr"] < 24 and checks["noise_error"] > 0.05, checks
