@@ -21,8 +21,9 @@ def pytest_configure(config):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--impl", choices=("reference", "exercises"), default="reference",
-                     help="run the lesson exercise checks against minisora (reference) or lessons/exercises (yours)")
+    parser.addoption("--impl", choices=("reference", "exercises", "solutions"), default="reference",
+                     help="run the lesson exercise checks against minisora (reference), lessons/exercises (yours) or "
+                          "lessons/solutions (the worked solutions)")
 
 
 @pytest.fixture
@@ -50,16 +51,17 @@ def distribution_errors(samples: torch.Tensor, mixture, seed: int = 0) -> dict:
     }
 
 
-def _exercise_module(lesson: str):
-    """The learner's stub module for a lesson, e.g. lessons/exercises/lesson01_ddpm.py for "lesson01"."""
+def _exercise_module(lesson: str, folder_name: str = "exercises"):
+    """A lesson's exercise module: the learner's stubs, e.g. lessons/exercises/lesson01_ddpm.py for "lesson01", or
+    with folder_name="solutions" the worked solutions in lessons/solutions/ (the same file name)."""
     import importlib.util
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / "lessons" / "exercises"
+    folder = Path(__file__).resolve().parents[1] / "lessons" / folder_name
     matches = sorted(folder.glob(f"{lesson}_*.py"))
     if len(matches) != 1:
-        raise FileNotFoundError(f"expected one exercise file {folder}/{lesson}_*.py, found {[m.name for m in matches]}")
-    spec = importlib.util.spec_from_file_location(f"exercises_{lesson}", matches[0])
+        raise FileNotFoundError(f"expected one file {folder}/{lesson}_*.py, found {[m.name for m in matches]}")
+    spec = importlib.util.spec_from_file_location(f"{folder_name}_{lesson}", matches[0])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -95,6 +97,9 @@ def impl(request):
     if len(lessons) != 1:
         raise RuntimeError(f"an exercise test needs exactly one lessonNN marker, {request.node.name} has {lessons}")
     module = _exercise_module(lessons[0])
-    if request.config.getoption("--impl") == "exercises":
+    choice = request.config.getoption("--impl")
+    if choice == "exercises":
         return module
+    if choice == "solutions":
+        return _exercise_module(lessons[0], "solutions")
     return reference_namespace(module)
