@@ -18,16 +18,26 @@ def test_there_are_exercises_for_the_written_lessons():
 
 
 def _is_the_library_signature_less_its_options(stub, reference) -> bool:
-    """The stub's parameters are the library function's, in order, with the same defaults; what the library takes
-    beyond them is optional (a keyword with a default, **cond), so a check calling the stub's way calls both alike.
-    A learner writes the loop, not the library's extras (a process's shard of the batch, a progress callback)."""
+    """The stub's parameters are the library function's with the same names, kinds and defaults: its positional ones
+    a prefix of the library's, its keyword-only ones some of the library's; what the library takes beyond them is
+    optional (a default, or **cond), so a check calling the stub's way calls both alike. A learner writes the loop,
+    not the library's extras (a process's shard of the batch, a progress callback)."""
+    keyword_only = inspect.Parameter.KEYWORD_ONLY
     stub_parameters = list(inspect.signature(stub).parameters.values())
     reference_parameters = list(inspect.signature(reference).parameters.values())
-    if reference_parameters[:len(stub_parameters)] != stub_parameters:
+    stub_positional = [parameter for parameter in stub_parameters if parameter.kind != keyword_only]
+    reference_positional = [parameter for parameter in reference_parameters if parameter.kind != keyword_only]
+    stub_keywords = {parameter.name: parameter for parameter in stub_parameters if parameter.kind == keyword_only}
+    reference_keywords = {parameter.name: parameter for parameter in reference_parameters if parameter.kind == keyword_only}
+    if reference_positional[:len(stub_positional)] != stub_positional:
         return False
+    if any(reference_keywords.get(name) != parameter for name, parameter in stub_keywords.items()):
+        return False
+    left_out = reference_positional[len(stub_positional):] + [parameter for name, parameter in reference_keywords.items()
+                                                               if name not in stub_keywords]
     return all(parameter.default is not inspect.Parameter.empty
                or parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-               for parameter in reference_parameters[len(stub_parameters):])
+               for parameter in left_out)
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -45,13 +55,17 @@ def test_the_signature_check_refuses_a_stub_that_differs():
     def renamed(x, noise_level, *, steps: int = 3): ...
     def other_default(x, sigma, *, steps: int = 4): ...
     def extra(x, sigma, *, steps: int = 3, order: int = 2): ...
+    def fewer_keywords(x, sigma, **cond): ...
     assert _is_the_library_signature_less_its_options(same, library)
+    assert _is_the_library_signature_less_its_options(fewer_keywords, library)
     assert _is_the_library_signature_less_its_options(library, library)
     for stub in (renamed, other_default, extra):
         assert not _is_the_library_signature_less_its_options(stub, library), stub.__name__
 
     def library_with_a_required_extra(x, sigma, mask): ...
+    def library_with_a_required_keyword(x, sigma, *, steps: int = 3, mask): ...
     assert not _is_the_library_signature_less_its_options(same, library_with_a_required_extra)
+    assert not _is_the_library_signature_less_its_options(same, library_with_a_required_keyword)
 
 
 def _solutions_file(lesson: str):
