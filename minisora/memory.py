@@ -55,8 +55,11 @@ def _measure_in_this_process(module_name: str, path: str, name: str, arguments_j
         clear.write("5")  # Linux: reset VmHWM, the peak resident set, to the current one
     run()
     print(json.dumps({"peak_bytes": (_status_kilobytes("VmHWM") - before) * 1024}), flush=True)
-    if torch.distributed.is_initialized():  # leave the processes' group before exiting (measure_peak_memory's)
-        torch.distributed.destroy_process_group()
+    if torch.distributed.is_initialized():  # measure_peak_memory's processes leave their group together
+        from .parallel.data_parallel import leave_group
+
+        del run  # the step's model: its sharded modules must go while the group lives
+        leave_group()
 
 
 def measure_peak_memory(prepare: Callable, *arguments, processes: int = 1) -> int:

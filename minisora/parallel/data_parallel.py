@@ -230,9 +230,15 @@ def start(mode: str, device: str, sequence_parallel: int = 1, sequence_method: s
 
 
 def finish(parallel: Optional[DataParallel]) -> None:
+    """Leave the process group (see leave_group) when this run started one."""
+    if parallel is not None:
+        leave_group()
+
+
+def leave_group() -> None:
     """Leave the process group, all processes together: a process that left while another still had gloo traffic
     with it could end in std::terminate ("terminate called without an active exception")."""
-    if parallel is not None and dist.is_initialized():
+    if dist.is_initialized():
         gc.collect()  # sharded modules no longer used (FSDP's hooks hold them in cycles) go while the group lives
         dist.barrier()
         dist.destroy_process_group()
