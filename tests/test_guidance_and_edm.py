@@ -103,6 +103,22 @@ def test_edm_loss_of_the_ideal_denoiser_is_the_bayes_error(mixture):
     torch.testing.assert_close(edm_loss_weight(sigma), 1 / c_out**2)
 
 
+def test_edm_loss_takes_another_weighting(mixture):
+    """loss_weight replaces lambda(sigma): with ones it is the plain denoising loss of Eq. 2, recomputed here from the
+    same draws (the sigmas first, then the noise), and the default is edm_loss_weight."""
+    x0 = mixture.sample(256, torch.Generator().manual_seed(0)).double()
+    shrunk = lambda x, sigma: 0.9 * mixture.denoiser(x, sigma)  # noqa: E731
+    unweighted = edm_loss(shrunk, x0, generator=torch.Generator().manual_seed(1),
+                          loss_weight=lambda sigma, sigma_data: torch.ones_like(sigma))
+    generator = torch.Generator().manual_seed(1)
+    sigma = sample_training_sigmas(256, generator=generator).double()
+    noisy = x0 + sigma[:, None] * torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(unweighted, ((shrunk(noisy, sigma) - x0) ** 2).mean())
+    weighted = ((shrunk(noisy, sigma) - x0) ** 2 * edm_loss_weight(sigma)[:, None]).mean()
+    torch.testing.assert_close(edm_loss(shrunk, x0, generator=torch.Generator().manual_seed(1)), weighted)
+    assert abs(float(weighted - unweighted)) > 0.1 * float(unweighted)
+
+
 def test_edm_denoiser_with_a_zero_network_is_the_skip_connection():
     zero = lambda x, noise: torch.zeros_like(x)  # noqa: E731
     x, sigma = torch.randn(3, 2), torch.tensor([0.1, 0.5, 2.0])

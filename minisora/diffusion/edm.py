@@ -63,14 +63,15 @@ def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tenso
 def edm_loss(denoiser: Callable, x0: torch.Tensor, sigma_data: float = 0.5, p_mean: float = -1.2,
              p_std: float = 1.2, generator: Optional[torch.Generator] = None,
              loss_mask: Optional[torch.Tensor] = None, shard: Optional[BatchShard] = None,
-             **cond) -> torch.Tensor:
+             loss_weight: Optional[Callable] = None, **cond) -> torch.Tensor:
     """The training loss of Karras et al. Eq. 2 with Table 1's weighting:
     E_{sigma, y, n} [ lambda(sigma) || D(y + n, sigma) - y ||^2 ], over the elements where `loss_mask` is not 0
-    (with a `shard`, over this process's rows of the batch: `parallel.batch`)."""
+    (with a `shard`, over this process's rows of the batch: `parallel.batch`). `loss_weight(sigma, sigma_data)`, (B,)
+    weights, replaces lambda (lesson 04's ablation trains with ones); None is EDM's `edm_loss_weight`."""
     sigma = sample_training_sigmas(x0.shape[0], p_mean, p_std, generator, x0.device).to(x0.dtype)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     if shard is not None:
         x0, sigma, noise, cond = (shard.take(value, len(x0)) for value in (x0, sigma, noise, cond))
     denoised = denoiser(x0 + append_dims(sigma, x0) * noise, sigma, **cond)
-    weight = append_dims(edm_loss_weight(sigma, sigma_data), x0)
+    weight = append_dims((loss_weight or edm_loss_weight)(sigma, sigma_data), x0)
     return masked_mean(weight * (denoised - x0) ** 2, loss_mask, shard)
