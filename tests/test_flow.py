@@ -142,6 +142,25 @@ def test_the_exact_model_minimises_the_flow_matching_loss(prediction, mixture):
     assert losses[0] < losses[1]
 
 
+def test_a_given_noise_is_the_coupling_the_loss_trains_on():
+    """Reflow (Liu et al. 2023): with noise given, x_t = (1 - t) x_0 + t eps uses it, and the times are drawn as before."""
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    seen = {}
+
+    def model(x_t, t):
+        seen["x_t"], seen["t"] = x_t, t
+        return torch.zeros_like(x_t)
+
+    loss = flow_matching_loss(model, x0, Path("linear"), generator=torch.Generator().manual_seed(2), noise=noise)
+    t = sample_times(64, generator=torch.Generator().manual_seed(2)).double()
+    torch.testing.assert_close(seen["t"], t)
+    torch.testing.assert_close(seen["x_t"], (1 - t[:, None]) * x0 + t[:, None] * noise)
+    torch.testing.assert_close(loss, (noise - x0).pow(2).mean())  # the zero model against u = eps - x_0
+    with pytest.raises(ValueError, match="shaped like x0"):
+        flow_matching_loss(model, x0, Path("linear"), noise=noise[:4])
+
+
 def test_flow_samplers_are_registered():
     for name in ("flow_euler", "flow_heun", "flow_sde"):
         assert callable(get_sampler(name))

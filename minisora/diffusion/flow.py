@@ -145,7 +145,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
                        generator: Optional[torch.Generator] = None, unshifted_share: float = 0.0,
                        data_min_sigma: float = DATA_PREDICTION_MIN_SIGMA, max_time: float = 1.0,
                        loss_mask: Optional[torch.Tensor] = None, shard: Optional[BatchShard] = None,
-                       **cond) -> torch.Tensor:
+                       *, noise: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
     """E_{t, x_0, eps} lambda_t || model(x_t, t) - target ||^2 (Lipman et al. 2023, Eq. 9 for the velocity; SiT,
     Section 2.2). lambda_t = 1, except for the score: sigma_t^2 (Song et al. 2021's weighting, which keeps the
     target's variance finite as t -> 0 and makes it the noise loss) and the data: the network predicts x_0 but is
@@ -156,10 +156,14 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
     direction of the noise, which passes through to the samples; a data prediction only has to reach the data,
     which lies near a low-dimensional set. `loss_mask`, broadcastable to x0, leaves out the elements where it is 0
     (given frames: `masked_mean`). With a `shard`, the whole batch's times and noise are drawn and this process's
-    rows trained on (`parallel.batch`)."""
+    rows trained on (`parallel.batch`). `noise`, shaped like x0, pairs each x_0 with a given eps instead of a fresh
+    draw: reflow (Liu et al. 2023, Algorithm 1) trains on the couplings (eps, ODE(eps)) of a trained flow."""
     t = sample_times(x0.shape[0], time_distribution, shift, generator, x0.device, unshifted_share,
                      max_time).to(x0.dtype)
-    noise = randn(x0.shape, generator, x0.device, x0.dtype)
+    if noise is None:
+        noise = randn(x0.shape, generator, x0.device, x0.dtype)
+    elif noise.shape != x0.shape:
+        raise ValueError(f"noise must be shaped like x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
     if shard is not None:
         x0, t, noise, cond = (shard.take(value, len(x0)) for value in (x0, t, noise, cond))
     # x_t = alpha_t x_0 + sigma_t eps
