@@ -99,6 +99,26 @@ def test_tiled_attention_keeps_no_quadratic_tensor_for_backward():
     assert largest_saved(lambda *a: tiled_attention(*a, block_queries=32, block_keys=32)) <= 2 * n * 8
 
 
+def test_forward_callback_sees_every_tile_and_the_prefix_softmax():
+    """The callback is called once per (query tile, key tile), in the loop's order, and its running state is the
+    softmax of the keys seen so far: m the prefix's row maximum, O / l its attention output."""
+    from minisora.kernels.tiled import tiled_attention_forward
+
+    q, k, v = random_inputs(1, 2, 10, 13, 4, torch.float64)
+    seen = []
+    out, _ = tiled_attention_forward(q, k, v, None, 4, 5, callback=lambda info: seen.append(
+        {name: value.clone() if torch.is_tensor(value) else value for name, value in info.items()}))
+    assert [(info["q_start"], info["k_start"]) for info in seen] == [(i, j) for i in (0, 4, 8) for j in (0, 5, 10)]
+    scores = q @ k.transpose(-2, -1) / 2
+    for info in seen:
+        rows, end = slice(info["q_start"], info["q_start"] + 4), info["k_start"] + 5
+        prefix = scores[:, :, rows, :end]
+        torch.testing.assert_close(info["row_max"], prefix.amax(-1))
+        torch.testing.assert_close(info["accumulator"] / info["row_sum"][..., None],
+                                   prefix.softmax(-1) @ v[:, :, :end])
+    torch.testing.assert_close(out, attention_math(q, k, v))
+
+
 def test_attention_module_flash_backend_equals_math():
     torch.manual_seed(0)
     module = Attention(32, 4, backend="math")

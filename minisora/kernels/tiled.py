@@ -10,7 +10,7 @@ Inputs are (B, heads, N, d); every tile is computed in float32 (float64 for floa
 precision, and the outputs are cast back. `key_padding_mask` (B, N_keys) is True for the keys to attend to.
 """
 from functools import partial
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -66,9 +66,13 @@ def online_softmax_step(row_max: torch.Tensor, row_sum: torch.Tensor, accumulato
 
 def tiled_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             key_padding_mask: Optional[torch.Tensor] = None, block_queries: int = 64,
-                            block_keys: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:
+                            block_keys: int = 64,
+                            callback: Optional[Callable[[dict], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 1 of Dao 2023 (FlashAttention-2 forward): returns O (B, heads, N_q, d) in q's dtype and the
-    log-sum-exp L = m + log l of each score row (B, heads, N_q), in the accumulation dtype: all the backward keeps."""
+    log-sum-exp L = m + log l of each score row (B, heads, N_q), in the accumulation dtype: all the backward keeps.
+    `callback`, if given, is called after every tile with a dict of q_start, k_start (the tile's first query and key)
+    and the running row_max m, row_sum l (B, heads, block_q) and unnormalised accumulator O (B, heads, block_q, d)
+    of that query tile (to read, not to modify: lesson 10 animates them)."""
     scale, dtype = q.shape[-1] ** -0.5, accumulation_dtype(q.dtype)
     out = torch.empty_like(q)
     logsumexp = torch.empty(q.shape[:-1], dtype=dtype, device=q.device)
@@ -82,6 +86,9 @@ def tiled_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             scores = _scores(q_tile, k[:, :, k_start:k_start + block_keys].to(dtype), scale, mask_tile)
             row_max, row_sum, accumulator = online_softmax_step(row_max, row_sum, accumulator, scores,
                                                                  v[:, :, k_start:k_start + block_keys].to(dtype))
+            if callback is not None:
+                callback(dict(q_start=q_start, k_start=k_start, row_max=row_max, row_sum=row_sum,
+                              accumulator=accumulator))
         # O = diag(l)^-1 O_new;   L = m + log l
         out[:, :, q_start:q_start + block_queries] = (accumulator / row_sum[..., None]).to(q.dtype)
         logsumexp[:, :, q_start:q_start + block_queries] = row_max + torch.log(row_sum)
