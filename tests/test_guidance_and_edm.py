@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from minisora.diffusion.edm import EDMDenoiser, edm_loss, edm_loss_weight, sample_training_sigmas
-from minisora.diffusion.guidance import GuidedDenoiser, drop_condition
+from minisora.diffusion.guidance import GuidedDenoiser, drop_condition, guided_denoise
 
 
 def test_guided_denoiser_batches_the_two_passes(mixture):
@@ -30,6 +30,37 @@ def test_guidance_applies_only_inside_its_interval(mixture):
     torch.testing.assert_close(result[2], unconditional[2] + 4.0 * (conditional[2] - unconditional[2]))
     with pytest.raises(ValueError, match=r"low < high.*\(2.0, 1.0\)"):
         GuidedDenoiser(mixture.denoiser, 4.0, {"label": 3}, interval=(2.0, 1.0))
+
+
+def test_guided_denoise_is_one_call_on_both_branches(mixture):
+    """guided_denoise, which GuidedDenoiser runs: one denoiser call on 2B items (the conditional half first, the null
+    condition second, a condition not in null_cond in both), one on B where no item is guided, and the guided
+    extrapolation only inside (low, high]."""
+    x, sigma = torch.randn(4, 2, dtype=torch.float64), torch.tensor([0.1, 0.5, 2.0, 9.0], dtype=torch.float64)
+    label, shift = torch.tensor([0, 1, 2, 0]), torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=torch.float64)
+    calls = []
+
+    def shifted(x, sigma, label, shift):  # a denoiser with a second, kept condition
+        calls.append((len(x), label.tolist(), shift.tolist()))
+        return mixture.denoiser(x, sigma, label=label) + shift[:, None]
+
+    null = torch.full_like(label, mixture.num_components)
+    conditional, unconditional = shifted(x, sigma, label, shift), shifted(x, sigma, null, shift)
+    calls.clear()
+    null_cond = {"label": mixture.num_components}
+    result = guided_denoise(shifted, x, sigma, 4.0, null_cond, (0.5, 2.0), label=label, shift=shift)
+    assert calls == [(8, label.tolist() + null.tolist(), shift.tolist() * 2)]
+    torch.testing.assert_close(result[[0, 1, 3]], conditional[[0, 1, 3]])
+    torch.testing.assert_close(result[2], unconditional[2] + 4.0 * (conditional[2] - unconditional[2]))
+    everywhere = guided_denoise(shifted, x, sigma, 4.0, null_cond, label=label, shift=shift)
+    batched = GuidedDenoiser(shifted, 4.0, null_cond, kept=["shift"])(x, sigma, label=label, shift=shift)
+    torch.testing.assert_close(everywhere, batched)
+    calls.clear()
+    unguided = guided_denoise(shifted, x, sigma, 4.0, null_cond, (20.0, 30.0), label=label, shift=shift)
+    torch.testing.assert_close(unguided, conditional)
+    assert [call[0] for call in calls] == [4]
+    with pytest.raises(ValueError, match=r"missing \['label'\]"):
+        guided_denoise(shifted, x, sigma, 4.0, {"label": 3}, shift=shift)
 
 
 def test_captions_are_dropped_whole_and_labels_draw_the_same_numbers():

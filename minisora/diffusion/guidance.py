@@ -1,7 +1,8 @@
 """Classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance").
 
 One network learns both p(x | c) and p(x), by replacing the condition with a null condition at random during
-training (`drop_condition`). At sampling, the two denoisers are extrapolated (`GuidedDenoiser`).
+training (`drop_condition`). At sampling, the two denoisers are extrapolated (`classifier_free_guidance`), both run
+as one batch (`guided_denoise`, and `GuidedDenoiser`, the denoiser object the samplers and pipelines take).
 """
 import math
 from typing import Callable, Optional, Sequence, Tuple
@@ -27,6 +28,35 @@ def classifier_free_guidance(denoised_conditional: torch.Tensor, denoised_uncond
     """Ho & Salimans 2022, Eq. 6, written for x_0 instead of eps (the same, since both are affine in x):
     D_w = D(x | null) + w (D(x | c) - D(x | null)); w = 1 is the conditional model, w = 0 the unconditional."""
     return denoised_unconditional + scale * (denoised_conditional - denoised_unconditional)
+
+
+def guided_denoise(denoiser: Callable, x: torch.Tensor, sigma: torch.Tensor, scale: float, null_cond: dict,
+                   interval: Tuple[float, float] = (0.0, math.inf), **cond) -> torch.Tensor:
+    """The classifier-free guided x_0 estimate (Ho & Salimans 2022, Algorithm 2, line 3, in x_0 form), guided only at
+    noise levels sigma in `interval` = (low, high] (Kynkäänniemi et al. 2024) and the conditional denoiser elsewhere.
+    The conditional and null-condition branches run as one call of the denoiser on a batch of 2B, conditional half
+    first; conditions not named in `null_cond` go to both halves unchanged. One call on B items, unguided, when no
+    item is guided."""
+    missing = set(null_cond) - set(cond)
+    if missing:
+        raise ValueError(f"guided_denoise needs a value for each condition of null_cond, missing {sorted(missing)}")
+    low, high = interval
+    guided = (sigma > low) & (sigma <= high)  # (B,)
+    if scale == 1 or not bool(guided.any()):
+        return denoiser(x, sigma, **cond)
+    batch = x.shape[0]
+    both = {}
+    for name, value in cond.items():
+        if name in null_cond:
+            null = torch.as_tensor(null_cond[name], dtype=value.dtype, device=value.device)
+            both[name] = torch.cat([value, null.expand_as(value)])
+        else:  # a kept condition: the same in both branches
+            both[name] = torch.cat([value, value])
+    denoised = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)  # (2B, ...)
+    # w inside the interval, 1 (the conditional denoiser alone) outside it, one per item
+    per_item = torch.where(guided, scale, 1.0).to(x.dtype).view(-1, *[1] * (x.dim() - 1))
+    # Eq. 6 in x_0 form: D_w = D(x | null) + w (D(x | c) - D(x | null))
+    return classifier_free_guidance(denoised[:batch], denoised[batch:], per_item)
 
 
 class GuidedDenoiser:
@@ -80,22 +110,15 @@ class GuidedDenoiser:
                              "(a guidance scale needs a conditional model)")
         if self.channels is not None and self.channels > x.shape[1]:
             raise ValueError(f"cannot guide the first {self.channels} channels of x with {x.shape[1]}")
-        low, high = self.interval
-        guided = (sigma > low) & (sigma <= high)  # (B,)
-        if self.scale == 1 or not guided.any():
-            return denoise(x, sigma, **cond)
-        batch = x.shape[0]
-        both = {}
-        for name, value in cond.items():
-            if name in self.null_cond:
-                null = torch.as_tensor(self.null_cond[name], dtype=value.dtype, device=value.device)
-                both[name] = torch.cat([value, null.expand_as(value)])
-            else:  # a kept condition: the same in both branches
-                both[name] = torch.cat([value, value])
-        denoised, variance_output = denoise(torch.cat([x, x]), torch.cat([sigma, sigma]), **both)
-        scale = torch.where(guided, self.scale, 1.0).to(x.dtype).view(-1, *[1] * (x.dim() - 1))
-        conditional = denoised[:batch]
-        result = classifier_free_guidance(conditional, denoised[batch:], scale)
+        batch, outputs = x.shape[0], {}
+
+        def branches(inputs, levels, **conditions):  # the denoiser, keeping what channels and variance need
+            outputs["denoised"], outputs["variance"] = denoise(inputs, levels, **conditions)
+            return outputs["denoised"]
+
+        result = guided_denoise(branches, x, sigma, self.scale, self.null_cond, self.interval, **cond)
+        conditional = outputs["denoised"][:batch]  # the conditional half comes first (or alone, when unguided)
         if self.channels is not None:
             result = torch.cat([result[:, :self.channels], conditional[:, self.channels:]], dim=1)
+        variance_output = outputs["variance"]
         return result, None if variance_output is None else variance_output[:batch]
