@@ -14,3 +14,20 @@ def test_readme_names_every_lesson_notebook():
     readme = (ROOT / "README.md").read_text()
     for notebook in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb")):
         assert f"lessons/{notebook.name}" in readme, f"README's lesson table misses {notebook.name}"
+
+
+def test_the_lesson_table_links_each_executed_copy_with_its_time():
+    """Each lesson row ends with a link to its executed copy, the mode it ran in and its time, as lessons/render.py
+    writes them from the copy's metadata: a lesson rendered again without updating the table fails here."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "lessons"))
+    import render
+
+    rows = {line.split(" | ")[0].strip("| "): line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| ") and "](lessons/" in line}
+    for notebook in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb")):
+        row = rows.get(notebook.name[:2])
+        assert row is not None, f"README's lesson table has no row for {notebook.name}"
+        assert row.rstrip(" |").endswith(render.outputs_cell(notebook.name)), \
+            f"README's row for {notebook.name} is out of date: run python lessons/render.py {notebook.name[:2]}"
