@@ -31,3 +31,18 @@ def test_the_lesson_table_links_each_executed_copy_with_its_time():
         assert row is not None, f"README's lesson table has no row for {notebook.name}"
         assert row.rstrip(" |").endswith(render.outputs_cell(notebook.name)), \
             f"README's row for {notebook.name} is out of date: run python lessons/render.py {notebook.name[:2]}"
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    """The README keeps one screen and points into docs/: a link to a file that moved or never existed fails here."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if "://" in target or target.startswith("#"):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, f"links to nothing: {broken}"
