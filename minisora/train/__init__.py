@@ -1,1 +1,3 @@
-"""Training: the toy 2D trainer of the diffusion lessons (the full video trainer grows from it)."""
+"""Training: one loop (loop.py: optimizer, warmup, EMA, accumulation, clipping, mixed precision, resumable
+checkpoints) shared by the trainers of the toy 2D sets, the shapes images, the video VAE and text-to-video, with
+their objectives, configurations and data."""
