@@ -1,77 +1,97 @@
-"""Pictures with Pillow alone (no plotting library needed by the core): point clouds, loss curves, line plots."""
-import math
+"""The trainers' pictures, drawn with matplotlib (without pyplot, so no window and no global state): point clouds,
+training curves (the loss, the learning rate, held-out losses) and line plots; and image grids with Pillow."""
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from PIL import Image, ImageDraw
-
-PANEL = 360  # pixels per side of one scatter panel
-MARGIN = 24  # pixels for a panel's title
+from PIL import Image
 
 
-def draw_point_panels(panels: Dict[str, torch.Tensor], path, limit: float = 3.0) -> Image.Image:
-    """Side-by-side scatter plots of 2D point sets, each titled, on the square [-limit, limit]^2; saved to path."""
-    image = Image.new("RGB", (PANEL * len(panels), PANEL + MARGIN), "white")
-    draw = ImageDraw.Draw(image)
-    for index, (title, points) in enumerate(panels.items()):
-        left = index * PANEL
-        draw.text((left + 8, 6), title, fill="black")
-        draw.rectangle([left + 4, MARGIN, left + PANEL - 4, MARGIN + PANEL - 8], outline=(180, 180, 180))
-        pixels = (points.detach().double().clamp(-limit, limit) + limit) / (2 * limit) * (PANEL - 16) + 8
-        for x, y in pixels.tolist():
-            px, py = left + x, MARGIN + (PANEL - 8) - y
-            draw.ellipse([px - 1.2, py - 1.2, px + 1.2, py + 1.2], fill=(31, 119, 180))
-    image.save(path)
-    return image
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def draw_loss_curve(losses: Sequence[float], path, width: int = 640, height: int = 320) -> Image.Image:
-    """A loss curve on a log scale, smoothed over windows of 1% of the run; saved to path."""
-    window = max(1, len(losses) // 100)
-    smooth = [sum(losses[i:i + window]) / len(losses[i:i + window]) for i in range(0, len(losses), window)]
-    logs = [math.log10(max(value, 1e-12)) for value in smooth]
-    title = f"training loss (log scale): {10 ** max(logs):.3g} .. {10 ** min(logs):.3g}"
-    return draw_line_plot({"": (list(range(len(logs))), logs)}, path, title, width=width, height=height)
+def draw_point_panels(panels: Dict[str, torch.Tensor], path, limit: float = 3.0):
+    """Side-by-side scatter plots of 2D point sets (title -> (N, 2) tensor) on the square [-limit, limit]^2, with
+    axes; saved to path. Returns the matplotlib figure."""
+    figure = _figure(3.6 * len(panels), 3.8)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axis, (title, points) in zip(axes, panels.items()):
+        points = points.detach().cpu().double()
+        axis.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlim(-limit, limit)
+        axis.set_ylim(-limit, limit)
+        axis.set_aspect("equal")
+    figure.savefig(Path(path))
+    return figure
 
 
-COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
+def smoothed(values: Sequence[float], window: int) -> list:
+    """The mean of each value and the `window - 1` before it (fewer at the start): a trailing moving average."""
+    totals, running = [], 0.0
+    for index, value in enumerate(values):
+        running += value
+        if index >= window:
+            running -= values[index - window]
+        totals.append(running / min(index + 1, window))
+    return totals
+
+
+def draw_loss_curve(losses: Sequence[float], path, learning_rates: Optional[Sequence[float]] = None,
+                    held_out: Optional[Dict[str, float]] = None):
+    """The training loss per step on a log scale (each step faint, a moving average over 2% of the run on top),
+    the learning rate on a second axis when given (one per step), and held-out losses (name -> loss at the end of
+    the run) as dashed lines; saved to path. Returns the matplotlib figure."""
+    if not losses:
+        raise ValueError("draw_loss_curve needs at least one loss; the run trained for 0 steps")
+    figure = _figure(7.0, 4.2)
+    axis = figure.subplots()
+    steps = range(1, len(losses) + 1)
+    positive = [max(value, 1e-12) for value in losses]
+    axis.plot(steps, positive, color="tab:blue", alpha=0.25, linewidth=0.6, label="loss (each step)")
+    axis.plot(steps, smoothed(positive, max(1, len(losses) // 50)), color="tab:blue", linewidth=1.6,
+              label="loss (moving average)")
+    for index, (name, value) in enumerate((held_out or {}).items()):
+        axis.axhline(value, color=f"C{index + 2}", linestyle="--", linewidth=1.2, label=f"held-out loss, {name}: {value:.3g}")
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.set_xlim(1, max(2, len(losses)))
+    axis.grid(True, which="both", alpha=0.3)
+    handles, labels = axis.get_legend_handles_labels()
+    if learning_rates is not None:
+        rate_axis = axis.twinx()
+        rate_axis.plot(steps, learning_rates, color="tab:orange", linewidth=1.2, label="learning rate")
+        rate_axis.set_ylabel("learning rate", color="tab:orange")
+        rate_axis.set_ylim(0, 1.05 * max(max(learning_rates), 1e-12))
+        more_handles, more_labels = rate_axis.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    figure.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=2)  # below the axes, over no line
+    axis.set_title(f"training: {len(losses)} steps, loss {losses[0]:.3g} at the start, "
+                   f"{sum(losses[-50:]) / len(losses[-50:]):.3g} over the last {len(losses[-50:])}", fontsize=10)
+    figure.savefig(Path(path))
+    return figure
 
 
 def draw_line_plot(series: Dict[str, Tuple[Sequence[float], Sequence[float]]], path, title: str,
-                   x_label: str = "", y_label: str = "", width: int = 640, height: int = 320) -> Image.Image:
-    """Lines through (x, y) points, one colour per named series (a legend for names that are not ""), on axes that
-    span the data, the ranges written at their ends; saved to path."""
-    xs = [x for values, _ in series.values() for x in values]
-    ys = [y for _, values in series.values() for y in values if math.isfinite(y)]
-    x_low, x_high = min(xs), max(xs)
-    y_low, y_high = (min(ys), max(ys)) if ys else (0.0, 1.0)
-    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((8, 6), title, fill="black")
-    left, right, top, bottom = 48, width - 20, 30, height - 30
-
-    def at(x, y):
-        return left + (x - x_low) / x_span * (right - left), bottom - (y - y_low) / y_span * (bottom - top)
-
-    for index, (name, (x_values, y_values)) in enumerate(series.items()):
-        colour = COLOURS[index % len(COLOURS)]
-        points = [at(x, y) for x, y in zip(x_values, y_values) if math.isfinite(y)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        if len(series) > 1 or len(points) < 20:  # few points: mark them
-            for px, py in points:
-                draw.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=colour)
-        if name:
-            draw.text((right - 150, top + 14 * index), name, fill=colour)
-    draw.line([(left, bottom), (right, bottom)], fill="black")
-    draw.line([(left, top), (left, bottom)], fill="black")
-    if x_label or y_label:
-        draw.text((left, bottom + 4), f"{x_label} {x_low:.3g} .. {x_high:.3g}", fill="black")
-        draw.text((8, top - 12 if top > 12 else top), f"{y_label} {y_low:.3g} .. {y_high:.3g}", fill="black")
-    image.save(Path(path))
-    return image
+                   x_label: str = "", y_label: str = ""):
+    """Lines through (x, y) points with markers, one per named series (a legend for names that are not ""), with
+    labelled axes; saved to path. Returns the matplotlib figure."""
+    figure = _figure(6.4, 3.4)
+    axis = figure.subplots()
+    for name, (x_values, y_values) in series.items():
+        axis.plot(list(x_values), list(y_values), marker="o", markersize=3.5, linewidth=1.4, label=name or None)
+    if any(series):
+        figure.legend(fontsize=8, loc="outside right upper")  # beside the axes, over no line
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel(x_label)
+    axis.set_ylabel(y_label)
+    axis.grid(True, alpha=0.3)
+    figure.savefig(Path(path))
+    return figure
 
 
 def save_image_grid(images: torch.Tensor, columns: int, path, scale: int = 4) -> Image.Image:

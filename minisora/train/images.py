@@ -144,6 +144,7 @@ def run_images(config: ImagesConfig) -> dict:
     """Render the data, train, sample, judge, and write grid.png, loss.png, metrics.json and model.pt. Launched by
     torchrun, every process trains; process 0 alone judges and writes, the others return {}."""
     from ..plotting import draw_loss_curve, save_image_grid
+    from .loop import learning_rates
 
     check_run_folder(config.out_dir, config.overwrite)
     parallel = data_parallel.start(config.parallel, "cpu")
@@ -159,7 +160,7 @@ def run_images(config: ImagesConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "model.pt", {"config": asdict(config), "model": ema.state_dict()})
     save_image_grid(scores.pop("samples"), config.samples_per_class, out / "grid.png")
-    draw_loss_curve(losses, out / "loss.png")
+    draw_loss_curve(losses, out / "loss.png", learning_rates(config.learning_rate, config.steps))
     (out / "metrics.json").write_text(json.dumps({**scores, "config": asdict(config), "train_seconds": round(seconds, 1),
                                                   "rows": CLASS_NAMES}, indent=2))
     chance = 1 / NUM_CLASSES

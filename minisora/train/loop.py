@@ -43,6 +43,11 @@ def learning_rate_factor(step: int, steps: int, warmup_steps: int = 0) -> float:
     return warmup * min(1.0, 2 * (1 - step / steps))
 
 
+def learning_rates(learning_rate: float, steps: int, warmup_steps: int = 0) -> List[float]:
+    """The learning rate of each of the `steps` steps, as train_loop sets it (for the loss picture)."""
+    return [learning_rate * learning_rate_factor(step, steps, warmup_steps) for step in range(steps)]
+
+
 def read_metrics(path: Path, up_to_step: Optional[int] = None) -> List[dict]:
     """The lines of a metrics.jsonl as dicts (those with step <= up_to_step, when given)."""
     if not Path(path).is_file():

@@ -126,13 +126,14 @@ def evaluate_toy2d(denoiser: Callable, config: Toy2DConfig) -> dict:
 def write_toy2d_report(config: Toy2DConfig, losses: list, scores: dict, seconds: float) -> Path:
     """Write samples.png (data beside samples), loss.png and metrics.json into config.out_dir."""
     from ..plotting import draw_loss_curve, draw_point_panels
+    from .loop import learning_rates
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = sample_toy(config.dataset, config.num_samples, torch.Generator().manual_seed(config.seed + 2))
     draw_point_panels({"data": data, f"samples ({config.sampler}, {config.sampling_steps} steps)": scores["points"]},
                       out / "samples.png")
-    draw_loss_curve(losses, out / "loss.png")
+    draw_loss_curve(losses, out / "loss.png", learning_rates(config.learning_rate, config.steps))
     metrics = {key: value for key, value in scores.items() if key != "points"}
     metrics.update(config=asdict(config), train_seconds=round(seconds, 1), final_loss=sum(losses[-100:]) / 100)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -163,6 +163,7 @@ def run_vae(config: VAEConfig, parallel: Optional[DataParallel] = None) -> dict:
     Launched by torchrun, every process trains, as one of the caller's `parallel` (a video run training its VAE) or
     joining torchrun's processes itself; process 0 alone measures and writes, the others return {}."""
     from ..plotting import draw_loss_curve
+    from .loop import learning_rates
 
     check_device(config.device)
     check_run_folder(config.out_dir, config.overwrite, config.resume)
@@ -182,7 +183,7 @@ def run_vae(config: VAEConfig, parallel: Optional[DataParallel] = None) -> dict:
     scores = evaluate_vae(vae, held_out)
     save_vae(vae, out / "vae.pt")
     write_reconstructions(vae, held_out, out)
-    draw_loss_curve(losses, out / "loss.png")
+    draw_loss_curve(losses, out / "loss.png", learning_rates(config.learning_rate, config.steps)[-len(losses):])
     latent = vae.latent_shape(config.num_frames, config.image_size, config.image_size)
     metrics = {**scores, "latent_scale": vae.latent_scale.item(), "latent_shape": latent,
                "compression_ratio": compression_ratio(vae.config), "train_seconds": round(seconds, 1),

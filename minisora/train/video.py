@@ -43,7 +43,7 @@ from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
 from ..scoring import WORLD_ATTRIBUTES, score_videos
 from .checkpoint import check_run_folder, read_checkpoint, save_checkpoint
-from .loop import Checkpointing, Logging, train_loop
+from .loop import Checkpointing, Logging, learning_rates, train_loop
 from .video_config import VideoConfig, parse_window
 from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
                          training_clips)
@@ -361,7 +361,8 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
                  for bucket, kind in other_sizes}
     write_samples(samples, out)
     (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
-    draw_loss_curve(losses, out / "loss.png")
+    draw_loss_curve(losses, out / "loss.png", learning_rates(config.learning_rate, config.steps, config.warmup_steps
+                                                              )[-len(losses):])
     metrics = {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "sizes": sizes,
                "data_shape": list(data_shape),
                "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
@@ -423,7 +424,9 @@ def report_folder_run(config: VideoConfig, folder: FolderData, denoiser, untrain
                 Path(config.data) / "captions.jsonl").read_text():  # written from a tiny world: it can be scored
             metrics["trained"] = score_videos(samples, held_out_captions, config.dataset)
             metrics["real clips"] = score_videos(held_out_videos, held_out_captions, config.dataset)
-    draw_loss_curve(losses, out / "loss.png")
+    draw_loss_curve(losses, out / "loss.png",
+                    learning_rates(config.learning_rate, config.steps, config.warmup_steps)[-len(losses):],
+                    {f"{name} model, noise levels uniform": value for name, value in held.items() if value is not None})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"trained {config.steps} steps on {config.data} in {train_seconds:.0f} s: {folder.describe()}")
     if held["trained"] is not None:
