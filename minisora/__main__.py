@@ -20,7 +20,17 @@ from pathlib import Path
 from .config import apply_overrides
 
 VIDEO_PRESETS = ("tiny", "sora", "shapes64", "ball64")
+# what bad input raises anywhere below a command (settings, files, folders, videos, a run that diverges): each reaches
+# the user as one line, "error: ...", with exit status 2; anything else is a bug and keeps its traceback
+BAD_INPUT = (ValueError, OSError, FloatingPointError, ImportError)
 PRESETS = VIDEO_PRESETS + ("toy2d", "images", "vae")
+
+
+def video_read_error() -> type:
+    """The error an unreadable video raises (a RuntimeError from PyAV's decoding, so not in BAD_INPUT by its kind)."""
+    from .data.video_io import VideoReadError
+
+    return VideoReadError
 
 
 def main(argv=None) -> int:
@@ -91,7 +101,6 @@ def main(argv=None) -> int:
             check_sampler(arguments.sampler)  # what the trainers' models can use: no learned variance
         except ValueError as error:
             parser.error(str(error))
-        from .data.video_io import VideoReadError
         from .generate import Prompting, run_sample
         prompting = Prompting(arguments.frames, arguments.size, arguments.first_frame, arguments.last_frame,
                               arguments.extend, arguments.extend_backward, arguments.loop, arguments.edit,
@@ -100,7 +109,7 @@ def main(argv=None) -> int:
             run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
                        arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting,
                        arguments.overwrite)
-        except (ValueError, FileNotFoundError, VideoReadError) as error:
+        except BAD_INPUT + (video_read_error(),) as error:
             parser.exit(2, f"error: {error}\n")
         return 0
     if arguments.command == "sample-imagenet":
@@ -128,7 +137,7 @@ def main(argv=None) -> int:
             run_sample_imagenet(arguments.dit, arguments.vae, arguments.classes, arguments.steps, arguments.cfg,
                                 arguments.sampler, arguments.seed, arguments.out, arguments.guided_channels, device,
                                 arguments.precision)
-        except (ValueError, FileNotFoundError, ImportError) as error:
+        except BAD_INPUT as error:
             parser.exit(2, f"error: {error}\n")
         return 0
     if arguments.command == "download":
@@ -138,7 +147,7 @@ def main(argv=None) -> int:
         try:
             for path in download(arguments.names, arguments.folder):
                 print(f"ready: {path}")
-        except (ValueError, OSError) as error:
+        except BAD_INPUT as error:
             parser.exit(2, f"error: {error}\n")
         return 0
     if arguments.command == "data":
@@ -171,7 +180,7 @@ def main(argv=None) -> int:
                      f"does: start it without torchrun")
     try:
         run(config)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:  # bad settings: say so, no traceback
+    except BAD_INPUT + (video_read_error(),) as error:  # bad settings or data: say so, no traceback
         parser.exit(2, f"error: {error}\n")
     return 0
 

@@ -94,3 +94,33 @@ def test_a_sampler_the_command_cannot_use_is_an_error_before_any_work(command, s
     with pytest.raises(SystemExit) as exit_code:
         main([command, "--sampler", sampler, *files])
     assert exit_code.value.code == 2 and re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("case", ["unreadable videos", "no such folder", "a file for out_dir", "not a checkpoint",
+                                  "no such image"])
+def test_bad_input_below_a_command_is_one_line_not_a_traceback(case, tmp_path, capsys):
+    """Errors raised deep below a command (a data folder's videos, the run folder, a checkpoint, an image) reach the
+    user as one line and exit status 2, before any training."""
+    from minisora.__main__ import main
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(b"not a video at all")
+    (folder / "captions.jsonl").write_text(json.dumps({"video": "clip.mp4", "caption": "a red circle"}) + "\n")
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "model.pt").write_bytes(b"garbage")
+    arguments = {
+        "unreadable videos": ["train", "--preset", "tiny", f"--data={folder}", f"--out_dir={tmp_path / 'run'}"],
+        "no such folder": ["train", "--preset", "tiny", f"--data={tmp_path / 'missing'}", f"--out_dir={tmp_path / 'run'}"],
+        "a file for out_dir": ["train", "--preset", "toy2d", f"--out_dir={tmp_path / 'a_file'}", "--steps=1"],
+        "not a checkpoint": ["sample", "--checkpoint", str(tmp_path / "model.pt"), "--prompt", "a red circle",
+                             "--out", str(tmp_path / "samples")],
+        "no such image": ["sample", "--checkpoint", str(tmp_path / "model.pt"), "--prompt", "a red circle",
+                          "--first-frame", str(tmp_path / "missing.png"), "--out", str(tmp_path / "samples")],
+    }[case]
+    with pytest.raises(SystemExit) as stopped:
+        main(arguments)
+    assert stopped.value.code == 2
+    printed = capsys.readouterr().err.strip()
+    assert printed.startswith("error: ") and "Traceback" not in printed, printed
+    assert not (tmp_path / "run" / "model.pt").exists()

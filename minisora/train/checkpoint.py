@@ -61,6 +61,8 @@ def check_run_folder(out_dir: Union[str, Path], overwrite: bool = False, resume:
     resumed (`resume`: the same configuration continues from its checkpoint) or replaced (`overwrite`): a model that
     took minutes to train is never replaced by a run that was not asked to."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out_dir={out} is a file, not a folder; pass --out_dir=A_FOLDER (made if missing)")
     if overwrite or resume or not out.is_dir():
         return
     if (out / FINISHED_MARK).is_file():
