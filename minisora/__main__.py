@@ -76,7 +76,8 @@ def main(argv=None) -> int:
                           "paper's: ddpm_learned_variance (with --steps 250 --guided-channels 3)")
     imagenet.add_argument("--guided-channels", type=int, default=None,
                           help="guide only the first N latent channels (the paper's sampling code guides 3 of 4)")
-    imagenet.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when there is one)")
+    imagenet.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps (auto: a CUDA GPU, else Apple's "
+                          "MPS, else the CPU)")
     imagenet.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                           help="the DiT's matrix products under autocast (bf16 on a GPU is faster)")
     imagenet.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
@@ -126,12 +127,12 @@ def main(argv=None) -> int:
             parser.error(f"--guided-channels must be at least 1, got {arguments.guided_channels}")
         if Path(arguments.out).exists() and not arguments.overwrite:
             parser.error(f"{arguments.out} exists; pass --overwrite to replace it, or --out ANOTHER.png")
-        import torch
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if arguments.device == "auto" else arguments.device
+        from .config import check_device, resolve_device
         try:
-            torch.empty(0, device=device)
-        except (RuntimeError, AssertionError) as error:
-            parser.error(f"--device {device} cannot be used here ({str(error)[:120]}); pass --device cpu")
+            device = check_device(resolve_device(arguments.device))
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"sampling on {device}")
         from .pretrained import run_sample_imagenet
         try:
             run_sample_imagenet(arguments.dit, arguments.vae, arguments.classes, arguments.steps, arguments.cfg,

@@ -6,18 +6,42 @@ from typing import Dict, Iterable
 
 
 def check_device(device: str, present: bool = True) -> str:
-    """"cpu", or "cuda" (or "cuda:N"), where PyTorch sees a CUDA GPU (when `present`: presets name GPUs that the
-    machine importing them may lack, so they are checked for form alone, and runs for presence too)."""
+    """"auto", "cpu", "cuda" (or "cuda:N") or "mps" (Apple's GPU); one that PyTorch sees on this machine, when
+    `present` (presets name GPUs that the machine importing them may lack, so they are checked for form alone, and
+    runs for presence too)."""
     import torch
 
-    if device == "cpu":
+    if device in ("auto", "cpu"):
         return device
     if device == "cuda" or device.startswith("cuda:"):
         if present and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but PyTorch sees no CUDA GPU on this machine (torch "
-                             f"{torch.__version__}); train with --device=cpu, or install a CUDA build of torch")
+                             f"{torch.__version__}); train with --device=auto or --device=cpu, or install a CUDA "
+                             f"build of torch")
+        index = device.partition(":")[2]
+        if not (index == "" or index.isdigit()):
+            raise ValueError(f"device={device!r}: the GPU's index must be a number, as in 'cuda:1'")
+        if present and index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0; pass --device=cuda:0 (or --device=auto)")
         return device
-    raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if device == "mps":
+        if present and not torch.backends.mps.is_available():
+            raise ValueError(f"device='mps' but PyTorch sees no Apple GPU (MPS) on this machine (torch "
+                             f"{torch.__version__}); pass --device=auto or --device=cpu")
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' (or 'cuda:N') or 'mps', got {device!r}")
+
+
+def resolve_device(device: str) -> str:
+    """The device a run uses: `device` itself, or for "auto" the first of a CUDA GPU, Apple's GPU (MPS) and the CPU
+    that this machine has. MPS is untested here (no such machine): an op it lacks is an error from PyTorch that names
+    it; PYTORCH_ENABLE_MPS_FALLBACK=1 runs such ops on the CPU."""
+    import torch
+
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 
 
 def check_ranges(config, ranges: Dict[str, str]) -> None:

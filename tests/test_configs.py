@@ -94,3 +94,39 @@ def test_a_sampler_the_model_cannot_use_is_refused_before_training(config_class)
     with pytest.raises(ValueError, match="learned variance, which this model does not have"):
         config_class(sampler="ddpm_learned_variance")
     assert config_class(sampler="flow_heun").sampler == "flow_heun"
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, expected):
+    import torch
+    from minisora.config import resolve_device
+    from minisora.train.vae import VAEConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == expected
+    assert VideoConfig().device == expected and VAEConfig(device="auto").device == expected
+    assert resolve_device("cpu") == "cpu" and VideoConfig(device="cpu").device == "cpu"
+
+
+@pytest.mark.parametrize("device, message", [("mps", "no Apple GPU"), ("cuda:x", "index must be a number"),
+                                             ("tpu", "must be 'auto', 'cpu'")])
+def test_a_device_the_machine_lacks_or_cannot_be_is_a_clear_error(monkeypatch, device, message):
+    import torch
+    from minisora.config import check_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # so that the index is what is checked
+    with pytest.raises(ValueError, match=message):
+        check_device(device)
+
+
+def test_a_gpu_index_beyond_the_machines_is_a_clear_error(monkeypatch):
+    import torch
+    from minisora.config import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_device("cuda:0") == "cuda:0"
+    with pytest.raises(ValueError, match="has 1 CUDA GPU"):
+        check_device("cuda:1")

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 
 from tiny_datasets.videos import video_dataset
-from ..config import check_device, check_ranges
+from ..config import check_device, check_ranges, resolve_device
 from ..data.video_io import psnr, tile_videos, write_frame_grid, write_gif, write_video
 from ..models.vae import VideoVAE, VideoVAEConfig, compression_ratio, measure_latent_scale, vae_loss
 from ..parallel import data_parallel
@@ -56,7 +56,8 @@ class VAEConfig:
     checkpoint_every: int = 250  # steps between resumable checkpoints (and reconstruction videos)
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
     seed: int = 0  # seeds data, initialisation and training
-    device: str = "cpu"  # "cpu" or "cuda": where the VAE trains and encodes (clips are rendered on the CPU)
+    device: str = "auto"  # "auto" (a CUDA GPU, else Apple's MPS, else the CPU), "cpu", "cuda" or "mps": where the VAE
+    # trains and encodes (clips are rendered on the CPU)
     parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
     # "ddp" or "fsdp" (parallel/data_parallel.py); one process ignores it
     out_dir: str = "runs/vae"  # checkpoint.pt, vae.pt, reconstructions, loss.png, metrics.json
@@ -65,6 +66,7 @@ class VAEConfig:
     def __post_init__(self):
         check_ranges(self, VAE_CONFIG_RANGES)
         check_device(self.device, present=False)
+        self.device = resolve_device(self.device)  # "auto" becomes the device this machine has
         check_parallel_mode(self.parallel)
 
 
@@ -136,7 +138,8 @@ def train_vae(config: VAEConfig, progress: bool = True, held_out: Optional[torch
             write_reconstructions(ema, held_out, out)
 
     checkpointing = Checkpointing(out / "checkpoint.pt", asdict(config), config.checkpoint_every, config.resume,
-                                  may_differ=("resume", "checkpoint_every", "out_dir", "overwrite"), on_save=on_save or write_videos)
+                                  may_differ=("resume", "checkpoint_every", "out_dir", "overwrite", "device"),
+                                  on_save=on_save or write_videos)
     ema, losses = train_loop(vae, loss_of_batch, config.steps, config.learning_rate, config.ema_decay, config.seed,
                              f"train the video VAE on {config.dataset}", progress, checkpointing, parallel=parallel,
                              ema=ema)
@@ -168,6 +171,8 @@ def run_vae(config: VAEConfig, parallel: Optional[DataParallel] = None) -> dict:
     check_device(config.device)
     check_run_folder(config.out_dir, config.overwrite, config.resume)
     joined = parallel is None
+    if joined:  # a run of its own (a video run says where it trains)
+        print(f"training on {config.device}")
     if joined:
         parallel = data_parallel.start(config.parallel, config.device)
     out = Path(config.out_dir)

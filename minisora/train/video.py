@@ -111,8 +111,8 @@ def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_si
 
 
 # fields a resumed run may change: they do not touch the weights trained so far
-MAY_DIFFER_ON_RESUME = ("resume", "overwrite", "checkpoint_every", "out_dir", "sampler", "sampling_steps", "guidance",
-                        "guidance_min_sigma", "expert_sigma")
+MAY_DIFFER_ON_RESUME = ("resume", "overwrite", "checkpoint_every", "out_dir", "device", "sampler", "sampling_steps",
+                        "guidance", "guidance_min_sigma", "expert_sigma")
 
 
 def batch_loss(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[TrainingSet],
@@ -312,6 +312,8 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     from ..plotting import draw_loss_curve
 
     check_device(config.device)
+    if progress:
+        print(f"training on {config.device}")
     check_run_folder(config.out_dir, config.overwrite, config.resume)
     parallel = data_parallel.start(config.parallel, config.device, config.sequence_parallel, config.sequence_method)
     if parallel is not None:

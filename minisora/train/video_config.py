@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Tuple
 
-from ..config import check_device, check_ranges
+from ..config import check_device, check_ranges, resolve_device
 from ..data.buckets import parse_buckets, unseen_buckets
 from ..diffusion.conditioning import parse_task_mix
 from ..diffusion.flow import Path as FlowPath
@@ -83,7 +83,7 @@ class VideoConfig:
     # conditional model alone, which keeps objects whole (benchmarks/RESULTS.md: adherence 41% -> 55%)
     checkpoint_every: int = 200  # steps between resumable checkpoints
     resume: bool = False  # continue from OUT_DIR/checkpoint.pt
-    device: str = "cpu"  # "cpu" or "cuda"
+    device: str = "auto"  # "auto" (a CUDA GPU, else Apple's MPS, else the CPU), "cpu", "cuda" or "mps"
     parallel: str = "ddp"  # how the processes of `torchrun --nproc_per_node=N -m minisora train` share the training:
     # "ddp" (each holds the model, trains on its share of every batch; parallel/data_parallel.py) or "fsdp" (each
     # holds a shard of the weights, gradients and optimizer state); one process ignores it
@@ -97,6 +97,7 @@ class VideoConfig:
     def __post_init__(self):
         check_ranges(self, VIDEO_CONFIG_RANGES)
         check_device(self.device, present=False)
+        self.device = resolve_device(self.device)  # "auto" becomes the device this machine has
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         check_objective(self.objective)
