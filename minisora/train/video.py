@@ -305,6 +305,21 @@ def prepare_data(config: VideoConfig, progress: bool = True, parallel: Optional[
     return sets, tokenizer, vae, held_out_videos, held_out_captions, None
 
 
+class PhaseClock:
+    """Wall seconds of a run's phases, each ended by name in turn (data, train, expert, evaluation, writing)."""
+
+    def __init__(self):
+        self.seconds, self.last = {}, time.time()
+
+    def end(self, phase: str) -> None:
+        now = time.time()
+        self.seconds[phase] = now - self.last
+        self.last = now
+
+    def rounded(self) -> dict:
+        return {phase: round(seconds, 1) for phase, seconds in self.seconds.items()}
+
+
 def run_video(config: VideoConfig, progress: bool = True) -> dict:
     """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics. Launched
     by torchrun, every process prepares the data and trains (`config.parallel`); process 0 alone writes, samples
@@ -322,14 +337,16 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start_time = time.time()
+    phases = PhaseClock()
     sets, tokenizer, vae, held_out_videos, held_out_captions, folder = prepare_data(config, progress, parallel)
-    vae_seconds = time.time() - start_time
+    phases.end("data")
     data_shape = tuple(sets[0][1].shape[1:])
-    prepared = time.time()
     denoiser, losses = train_video(config, sets, len(tokenizer), progress, parallel=parallel)
+    phases.end("train")
     if config.expert_steps:
         denoiser = train_expert(config, denoiser, sets, progress, parallel)
-    train_seconds = time.time() - prepared
+        phases.end("expert")
+    train_seconds = phases.seconds.get("train", 0.0) + phases.seconds.get("expert", 0.0)
     data_parallel.finish(parallel)  # the processes' last collective is behind them
     if parallel is not None and not parallel.is_main:
         return {}
@@ -339,6 +356,8 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     if folder is not None:
         return report_folder_run(config, folder, denoiser, untrained_model, tokenizer, held_out_videos,
                                  held_out_captions, data_shape, losses, train_seconds, start_time)
+    say = print if progress else (lambda *_: None)
+    say(f"scoring against the world: text to video for {len(held_out_captions)} captions never trained on ...")
     scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
     untrained, _ = score_samples(untrained_model, tokenizer, vae, held_out_captions, config, data_shape)
     reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
@@ -347,6 +366,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
                                                         held_out_captions, config.dataset)
     tasks = {}
     if gives_frames(parse_task_mix(config.task_mix)) and config.space == "pixel":  # it was taught given frames
+        say(f"scoring: {', '.join(GIVEN_FRAME_TASKS)}, loops, long videos and SDEdit ...")
         tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
                  "real clips": score_tasks(None, tokenizer, config, data_shape),
                  "loops": score_loops(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out)),
@@ -358,17 +378,21 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
         other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
         other_sizes += [(bucket, "never trained on") for bucket in unseen_buckets(config.unseen_sizes)]
+        if other_sizes:
+            say(f"scoring: text at {', '.join(bucket.describe() for bucket, _ in other_sizes)} ...")
         sizes = {f"{bucket.describe()} ({kind})": score_text_at(denoiser, tokenizer, config, bucket.frames,
                                                                 bucket.height, bucket.width)
                  for bucket, kind in other_sizes}
+    phases.end("evaluation")
     write_samples(samples, out)
     (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
     draw_loss_curve(losses, out / "loss.png", learning_rates(config.learning_rate, config.steps, config.warmup_steps
                                                               )[-len(losses):])
+    phases.end("writing")
     metrics = {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "sizes": sizes,
                "data_shape": list(data_shape),
                "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
-               "prepare_seconds": round(vae_seconds, 1),
+               "prepare_seconds": round(phases.seconds["data"], 1), "phase_seconds": phases.rounded(),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start_time, 1),
                "config": asdict(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
