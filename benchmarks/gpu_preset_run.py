@@ -28,7 +28,8 @@ from minisora.models.text import PAD
 from minisora.train.loop import train_loop
 from minisora.train.vae import VAEConfig, model_config
 from minisora.models.vae import VideoVAE
-from minisora.train.video import build_denoiser, batch_loss, prepare_vae, run_video
+from minisora.pipeline import build_denoiser
+from minisora.train.video import batch_loss, prepare_vae, run_video
 from minisora.train.video_config import VIDEO_PRESETS, VideoConfig
 from minisora.train.video_data import training_buckets
 

@@ -20,7 +20,8 @@ import torch
 
 from minisora.diffusion.flow import Path as FlowPath, velocity_from_denoiser
 from minisora.scoring import caption_attributes, majority_shape, read_video
-from minisora.train.video import held_out_clips, load_model, score_samples
+from minisora.pipeline import load_model
+from minisora.train.video import held_out_clips, score_samples
 from tiny_datasets.shapes import SHAPES
 
 TIMES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)

@@ -19,7 +19,7 @@ evaluation.py.
 import copy
 import json
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -29,26 +29,27 @@ from ..config import check_device
 from ..evaluation import (GIVEN_FRAME_TASKS, describe_task_scores, draw_task_plots, sample_as_configured,
                           score_long_videos, score_loops, score_sdedit, score_tasks, score_text_at)
 from ..generate import sample_latents
-from ..data.video_io import tile_videos, write_frame_grid, write_gif, write_video
 from ..data.buckets import pick_bucket, shift_for, unseen_buckets
 from ..diffusion.conditioning import draw_given_masks, frames_axis, gives_frames, parse_task_mix
 from ..diffusion.experts import NoiseLevelExperts
 from ..diffusion.guidance import drop_condition
 from ..models.text import PAD, CaptionTokenizer, split_words
 from ..models.vae import VideoVAE
-from ..models.video_dit import VideoDiT, VideoDiTConfig
 from ..parallel.batch import BatchShard
 from ..parallel import data_parallel
 from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
 from ..scoring import WORLD_ATTRIBUTES, score_videos
-from .checkpoint import check_run_folder, read_checkpoint, save_checkpoint
+from .checkpoint import check_run_folder
 from .loop import Checkpointing, Logging, learning_rates, train_loop
-from .video_config import VideoConfig, parse_window
+from .video_config import VideoConfig
 from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
                          training_clips)
-from .objectives import NOISE_LABEL_SCALES, around, network_of, objective_loss, wrap_network
+from .objectives import around, network_of, objective_loss
 from .vae import VAEConfig, load_vae, run_vae
+from ..pipeline import build_denoiser, decode, encode, save_model, write_samples
+# generate.run_sample and lessons 00 and 13 still import load_model from here, until they go through the pipeline
+from ..pipeline import load_model  # noqa: F401
 
 
 def prepare_vae(config: VideoConfig, parallel: Optional[DataParallel] = None) -> Optional[VideoVAE]:
@@ -71,43 +72,6 @@ def prepare_vae(config: VideoConfig, parallel: Optional[DataParallel] = None) ->
     if vae.config.in_channels != 3:
         raise ValueError(f"the VAE at {path} encodes {vae.config.in_channels} channels, not RGB video")
     return vae.to(config.device)
-
-
-@torch.no_grad()
-def encode(vae: Optional[VideoVAE], videos: torch.Tensor, batch_size: int = 32, progress: bool = True
-           ) -> torch.Tensor:
-    """What the DiT learns: scaled latent means (N, z, t, h, w), or the videos themselves in pixel space."""
-    from tqdm.auto import tqdm
-
-    if vae is None:
-        return videos
-    device = vae.latent_scale.device  # the latents come back to the CPU, where the training sets live
-    return torch.cat([vae.to_latents(videos[start:start + batch_size].to(device)).cpu()
-                      for start in tqdm(range(0, len(videos), batch_size), desc="encode latents",
-                                        disable=not progress)])
-
-
-@torch.no_grad()
-def decode(vae: Optional[VideoVAE], latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Videos (N, 3, T, H, W) in [-1, 1] from what the DiT samples."""
-    if vae is None:
-        return latents.clamp(-1, 1)
-    device = vae.latent_scale.device
-    return torch.cat([vae.from_latents(latents[start:start + batch_size].to(device)).clamp(-1, 1).cpu()
-                      for start in range(0, len(latents), batch_size)])
-
-
-def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_size: int) -> torch.nn.Module:
-    """The video DiT for data (C, T, H, W), conditioned on captions, behind its objective's denoiser."""
-    network = VideoDiT(VideoDiTConfig(
-        in_channels=data_shape[0], patch_size=config.patch_size,
-        temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
-        layout=config.layout, window=parse_window(config.window), rotary=config.rotary,
-        vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden,
-        text_depth=config.text_depth, frame_marking=config.frame_marking,
-        attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
-        noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
-    return wrap_network(network, config.objective, config.prediction)
 
 
 # fields a resumed run may change: they do not touch the weights trained so far
@@ -197,66 +161,6 @@ def train_expert(config: VideoConfig, denoiser: torch.nn.Module, sets: Sequence[
                            logging=Logging(out / "expert_metrics.jsonl"), optimizer=config.optimizer,
                            parallel=parallel, ema=ema)
     return NoiseLevelExperts(denoiser, unsharded(expert, lambda: copy.deepcopy(denoiser)), config.expert_sigma)
-
-
-def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", columns: int = 8) -> None:
-    """A batch of videos as NAME.gif and NAME.mp4 (tiled, `columns` across) and NAME.png (a row per video, up to 8)."""
-    tiled = tile_videos(videos, columns=min(columns, len(videos)), gap=2)
-    write_gif(out / f"{name}.gif", tiled, scale=2)
-    write_video(out / f"{name}.mp4", tiled.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
-    write_frame_grid(out / f"{name}.png", videos[:8])
-
-
-def save_model(path: Path, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
-               denoiser: torch.nn.Module, vae: Optional[VideoVAE]) -> Path:
-    """Everything `sample` needs, as tensors, numbers and strings (loadable with weights_only=True); `denoiser` is
-    the trained one or NoiseLevelExperts of it and its clean-end expert."""
-    experts = isinstance(denoiser, NoiseLevelExperts)
-
-    def weights(module: torch.nn.Module) -> dict:  # on the CPU, wherever the module ran
-        return {name: tensor.cpu() for name, tensor in module.state_dict().items()}
-
-    return save_checkpoint(path, {
-        "kind": "minisora text-to-video", "config": asdict(config), "words": tokenizer.words,
-        "data_shape": list(data_shape), "model": weights(denoiser.high if experts else denoiser),
-        "expert": weights(denoiser.low) if experts else None,
-        "vae": None if vae is None else {"config": asdict(vae.config), "model": weights(vae)}})
-
-
-def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
-    """(config, tokenizer, data shape, EMA denoiser, VAE or None) from a model.pt written by `save_model`; a file
-    that is not one is a clear error."""
-    from ..models.vae import VideoVAEConfig
-
-    state = read_checkpoint(path, "train one with `python -m minisora train --preset tiny`",
-                            "train one with `python -m minisora train --preset tiny`")
-    if not isinstance(state, dict) or state.get("kind") != "minisora text-to-video":
-        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not a text-to-video model written by `train --preset tiny` (it holds {found}); "
-                         f"pass OUT_DIR/model.pt of such a run")
-    known = {field.name for field in fields(VideoConfig)}
-    config = VideoConfig(**{key: value for key, value in state["config"].items() if key in known})
-    tokenizer = CaptionTokenizer(state["words"][3:])
-    data_shape = tuple(state["data_shape"])
-
-    def with_weights(weights: dict) -> torch.nn.Module:
-        denoiser = build_denoiser(config, data_shape, len(tokenizer))
-        try:
-            denoiser.load_state_dict(weights)
-        except RuntimeError as error:
-            raise ValueError(f"{path}: its weights do not fit the configuration it names ({str(error)[:300]})"
-                             ) from None
-        return denoiser
-
-    denoiser = with_weights(state["model"])
-    if state.get("expert") is not None:  # none with expert_steps=0, or in a model written before experts
-        denoiser = NoiseLevelExperts(denoiser, with_weights(state["expert"]), config.expert_sigma)
-    vae = None
-    if state["vae"] is not None:
-        vae = VideoVAE(VideoVAEConfig(**state["vae"]["config"]))
-        vae.load_state_dict(state["vae"]["model"])
-        vae.eval()
-    return config, tokenizer, data_shape, denoiser.eval(), vae
 
 
 def score_samples(denoiser, tokenizer, vae, captions, config: VideoConfig, data_shape) -> Tuple[dict, torch.Tensor]:

@@ -1,0 +1,524 @@
+"""The one public door for a trained text-to-video model, as diffusers' pipelines are for theirs:
+
+    from minisora.pipeline import TinySora
+
+    sora = TinySora.from_pretrained("runs/sora/model.pt")           # or a folder written by save_pretrained
+    videos = sora.text_to_video("a large red square moving right slowly", num=4)
+    videos.save("samples/")                                         # NN.mp4 and NN.gif (NN.png for images)
+    sora.image_to_video(videos.tensor[0, :, :1], "a large red square moving right slowly")
+    sora.save_pretrained("shared/tiny-sora")                        # model.safetensors, config.json, README.md
+
+Every task of `python -m minisora sample` is a method with its names and defaults: text_to_video, text_to_image,
+image_to_video, extend (forward or backward), interpolate, loop and edit (SDEdit), each taking `num` (videos per
+prompt), `steps`, `guidance`, `sampler`, `seed`, and `frames` and `size` where they apply. Videos are tensors
+(3, T, H, W) in [-1, 1] or video files; images are (3, H, W) or (3, 1, H, W) tensors, PIL images or image files.
+Every method returns `Videos`: `.tensor` (N, 3, T, H, W), `.captions`, `.save(folder)`, `.scores()` against the
+model's world, and inline display in a notebook.
+
+This module also holds what loading and saving a trained model takes (the denoiser built from its configuration,
+the VAE's encoding and decoding), so that sampling, scoring and the demo need nothing from the trainer.
+"""
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .config import check_device, resolve_device
+from .data.video_io import read_image, read_video, tile_videos, write_frame_grid, write_gif, write_image, write_video
+from .diffusion.conditioning import gives_frames, parse_task_mix
+from .diffusion.experts import NoiseLevelExperts
+from .generate import edit_sigma, sample_latents, sample_long, sample_loop
+from .models.patches import check_patchable
+from .models.text import CaptionTokenizer, split_words
+from .models.vae import VideoVAE, VideoVAEConfig
+from .models.video_dit import VideoDiT, VideoDiTConfig
+from .train.checkpoint import read_checkpoint, save_checkpoint
+from .train.objectives import NOISE_LABEL_SCALES, wrap_network
+from .train.video_config import VideoConfig, parse_window
+
+KIND = "minisora text-to-video"  # what model.pt and config.json say they hold
+FORMAT_VERSION = 1  # of the folder save_pretrained writes
+FOLDER_FILES = ("config.json", "model.safetensors")  # what from_pretrained needs in a folder (README.md is the card)
+
+
+# ---- the model: built from its configuration, saved and loaded ----
+
+def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_size: int) -> torch.nn.Module:
+    """The video DiT for data (C, T, H, W), conditioned on captions, behind its objective's denoiser."""
+    network = VideoDiT(VideoDiTConfig(
+        in_channels=data_shape[0], patch_size=config.patch_size,
+        temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
+        layout=config.layout, window=parse_window(config.window), rotary=config.rotary,
+        vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden,
+        text_depth=config.text_depth, frame_marking=config.frame_marking,
+        attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
+        noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
+    return wrap_network(network, config.objective, config.prediction)
+
+
+@torch.no_grad()
+def encode(vae: Optional[VideoVAE], videos: torch.Tensor, batch_size: int = 32, progress: bool = True
+           ) -> torch.Tensor:
+    """What the DiT learns: scaled latent means (N, z, t, h, w), or the videos themselves in pixel space."""
+    from tqdm.auto import tqdm
+
+    if vae is None:
+        return videos
+    device = vae.latent_scale.device  # the latents come back to the CPU, where the training sets live
+    return torch.cat([vae.to_latents(videos[start:start + batch_size].to(device)).cpu()
+                      for start in tqdm(range(0, len(videos), batch_size), desc="encode latents",
+                                        disable=not progress)])
+
+
+@torch.no_grad()
+def decode(vae: Optional[VideoVAE], latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Videos (N, 3, T, H, W) in [-1, 1] from what the DiT samples."""
+    if vae is None:
+        return latents.clamp(-1, 1)
+    device = vae.latent_scale.device
+    return torch.cat([vae.from_latents(latents[start:start + batch_size].to(device)).clamp(-1, 1).cpu()
+                      for start in range(0, len(latents), batch_size)])
+
+
+def _weights(module: torch.nn.Module) -> dict:
+    """A module's tensors on the CPU, wherever it ran."""
+    return {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
+
+
+def save_model(path: Path, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
+               denoiser: torch.nn.Module, vae: Optional[VideoVAE]) -> Path:
+    """Everything sampling needs, as tensors, numbers and strings (loadable with weights_only=True); `denoiser` is
+    the trained one or NoiseLevelExperts of it and its clean-end expert."""
+    experts = isinstance(denoiser, NoiseLevelExperts)
+    return save_checkpoint(path, {
+        "kind": KIND, "config": asdict(config), "words": tokenizer.words,
+        "data_shape": list(data_shape), "model": _weights(denoiser.high if experts else denoiser),
+        "expert": _weights(denoiser.low) if experts else None,
+        "vae": None if vae is None else {"config": asdict(vae.config), "model": _weights(vae)}})
+
+
+def _assemble(source, config_fields: dict, words: List[str], data_shape, model: dict, expert: Optional[dict],
+              vae: Optional[dict]) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module,
+                                             Optional[VideoVAE]]:
+    """(config, tokenizer, data shape, denoiser, VAE or None) from what a model.pt or a saved folder holds."""
+    known = {field.name for field in fields(VideoConfig)}
+    config = VideoConfig(**{key: value for key, value in config_fields.items() if key in known})
+    tokenizer = CaptionTokenizer(words[3:])
+    data_shape = tuple(data_shape)
+
+    def with_weights(weights: dict) -> torch.nn.Module:
+        denoiser = build_denoiser(config, data_shape, len(tokenizer))
+        try:
+            denoiser.load_state_dict(weights)
+        except RuntimeError as error:
+            raise ValueError(f"{source}: its weights do not fit the configuration it names ({str(error)[:300]})"
+                             ) from None
+        return denoiser
+
+    denoiser = with_weights(model)
+    if expert is not None:  # none with expert_steps=0, or in a model written before experts
+        denoiser = NoiseLevelExperts(denoiser, with_weights(expert), config.expert_sigma)
+    autoencoder = None
+    if vae is not None:
+        autoencoder = VideoVAE(VideoVAEConfig(**vae["config"]))
+        autoencoder.load_state_dict(vae["model"])
+        autoencoder.eval()
+    return config, tokenizer, data_shape, denoiser.eval(), autoencoder
+
+
+def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
+    """(config, tokenizer, data shape, EMA denoiser, VAE or None) from a model.pt written by `save_model`; a file
+    that is not one is a clear error."""
+    state = read_checkpoint(path, "train one with `python -m minisora train --preset tiny`",
+                            "train one with `python -m minisora train --preset tiny`")
+    if not isinstance(state, dict) or state.get("kind") != KIND:
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not a text-to-video model written by `train --preset tiny` (it holds {found}); "
+                         f"pass OUT_DIR/model.pt of such a run")
+    return _assemble(path, state["config"], state["words"], state["data_shape"], state["model"],
+                     state.get("expert"), state["vae"])
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise ImportError("saving and loading a model folder needs safetensors: pip install safetensors") from None
+    return safetensors.torch
+
+
+def save_folder(folder, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
+                denoiser: torch.nn.Module, vae: Optional[VideoVAE], card: str) -> Path:
+    """The shareable form of a model, in the Hugging Face Hub's layout: model.safetensors (the denoiser's tensors
+    as model.*, its expert's as expert.*, the VAE's as vae.*), config.json (the configuration, the vocabulary, the
+    data shape, the VAE's configuration) and README.md, the model card."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    experts = isinstance(denoiser, NoiseLevelExperts)
+    tensors = {f"model.{name}": tensor for name, tensor in _weights(denoiser.high if experts else denoiser).items()}
+    if experts:
+        tensors.update({f"expert.{name}": tensor for name, tensor in _weights(denoiser.low).items()})
+    if vae is not None:
+        tensors.update({f"vae.{name}": tensor for name, tensor in _weights(vae).items()})
+    # safetensors keeps each tensor once: contiguous copies, so that views of one storage are not refused
+    _safetensors().save_file({name: tensor.contiguous() for name, tensor in tensors.items()},
+                             str(folder / "model.safetensors"), metadata={"format": "pt", "kind": KIND})
+    description = {"kind": KIND, "format_version": FORMAT_VERSION, "config": asdict(config), "words": tokenizer.words,
+                   "data_shape": list(data_shape), "expert": experts,
+                   "vae": None if vae is None else asdict(vae.config)}
+    (folder / "config.json").write_text(json.dumps(description, indent=2) + "\n")
+    (folder / "README.md").write_text(card)
+    return folder
+
+
+def load_folder(folder) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
+    """(config, tokenizer, data shape, denoiser, VAE or None) from a folder written by `save_folder`; a missing
+    file, another kind of model or another version of the format is a clear error that names it."""
+    folder = Path(folder)
+    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {' and '.join(missing)}: a model folder holds {', '.join(FOLDER_FILES)}"
+                                f" (and README.md), as TinySora.save_pretrained writes it")
+    try:
+        description = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{folder / 'config.json'} is not JSON ({error})") from None
+    if description.get("kind") != KIND:
+        raise ValueError(f"{folder} holds {description.get('kind')!r}, not a {KIND} model")
+    if description.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{folder} was written in format version {description.get('format_version')}; this minisora "
+                         f"reads version {FORMAT_VERSION}: save it again with the minisora that wrote it, or update")
+    tensors = _safetensors().load_file(str(folder / "model.safetensors"))
+
+    def part(prefix: str) -> dict:
+        return {name[len(prefix) + 1:]: tensor for name, tensor in tensors.items() if name.startswith(prefix + ".")}
+
+    vae = None if description["vae"] is None else {"config": description["vae"], "model": part("vae")}
+    return _assemble(folder, description["config"], description["words"], description["data_shape"], part("model"),
+                     part("expert") if description["expert"] else None, vae)
+
+
+# ---- what a pipeline returns ----
+
+def write_samples(videos: torch.Tensor, out: Path, name: str = "samples", columns: int = 8) -> None:
+    """A batch of videos as NAME.gif and NAME.mp4 (tiled, `columns` across) and NAME.png (a row per video, up to 8)."""
+    tiled = tile_videos(videos, columns=min(columns, len(videos)), gap=2)
+    write_gif(out / f"{name}.gif", tiled, scale=2)
+    write_video(out / f"{name}.mp4", tiled.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
+    write_frame_grid(out / f"{name}.png", videos[:8])
+
+
+@dataclass
+class Videos:
+    """What a TinySora task returns: N videos (or images: T = 1) and the caption each was made for."""
+    tensor: torch.Tensor  # (N, 3, T, H, W) in [-1, 1]
+    captions: List[str]  # N captions, each prompt repeated `num` times
+    dataset: str  # the world the model learned, which scores() reads against
+    per_prompt: int = 1  # videos per prompt (the tiled samples.gif has a row per prompt)
+
+    def save(self, folder, overwrite: bool = False) -> Path:
+        """NN.mp4 (at the model's size, to give back to extend or edit) and NN.gif (enlarged), or NN.png for one
+        frame; samples.gif (.mp4, .png) tiling them, a row per prompt; captions.txt. Files already in the folder are
+        an error unless `overwrite`."""
+        folder = Path(folder)
+        if not overwrite:
+            names = [f"{index:02d}.{kind}" for index in range(len(self.tensor)) for kind in ("png", "mp4", "gif")]
+            found = [name for name in names + ["samples.gif", "samples.mp4", "samples.png", "captions.txt"]
+                     if (folder / name).exists()]
+            if found:
+                raise ValueError(f"{folder} already holds samples ({', '.join(found[:4])}"
+                                 f"{', ...' if len(found) > 4 else ''}); pass overwrite=True (--overwrite) to replace "
+                                 f"them, or another folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, video in enumerate(self.tensor):
+            if video.shape[1] == 1:
+                write_image(folder / f"{index:02d}.png", video)
+            else:
+                write_video(folder / f"{index:02d}.mp4", video)
+                write_gif(folder / f"{index:02d}.gif", video, scale=4)
+        write_samples(self.tensor, folder, columns=self.per_prompt)
+        (folder / "captions.txt").write_text("\n".join(self.captions) + "\n")
+        return folder
+
+    def scores(self) -> dict:
+        """The videos against the world's truth (scoring.py): adherence to each caption and, for videos, motion and
+        permanence. A caption that names nothing the world shows is a ValueError."""
+        from .scoring import score_images, score_videos
+
+        scorer = score_images if self.tensor.shape[2] == 1 else score_videos
+        return scorer(self.tensor, self.captions, self.dataset)
+
+    def _repr_html_(self) -> str:
+        from .data.video_io import show_video
+
+        return show_video(self.tensor, captions=self.captions)._repr_html_()
+
+
+# ---- the pipeline ----
+
+ImageLike = Union[torch.Tensor, str, Path, object]  # object: a PIL image
+VideoLike = Union[torch.Tensor, str, Path]
+
+
+class TinySora:
+    """A trained text-to-video model and every way of prompting it (see the module's docstring)."""
+
+    def __init__(self, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
+                 denoiser: torch.nn.Module, vae: Optional[VideoVAE] = None, device: str = "cpu"):
+        self.config, self.tokenizer, self.data_shape = config, tokenizer, tuple(data_shape)
+        self.device = device
+        self.denoiser = denoiser.to(device).eval()
+        self.vae = None if vae is None else vae.to(device).eval()
+
+    @classmethod
+    def from_pretrained(cls, path, device: str = "auto") -> "TinySora":
+        """A model from a run's model.pt or a folder written by save_pretrained, on `device` ("auto": a CUDA GPU,
+        else Apple's MPS, else the CPU)."""
+        device = check_device(resolve_device(device))
+        path = Path(path)
+        loaded = load_folder(path) if path.is_dir() else load_model(path)
+        return cls(*loaded, device=device)
+
+    def save_pretrained(self, folder, scores: Optional[dict] = None) -> Path:
+        """model.safetensors, config.json and README.md (a model card: the world, the command, the scores in
+        `scores` (a run's metrics.json, when given), the limits) in `folder`, for from_pretrained or the Hub."""
+        return save_folder(folder, self.config, self.tokenizer, self.data_shape, self.denoiser, self.vae,
+                           model_card(self.config, self.data_shape, scores))
+
+    # -- the tasks --
+
+    def text_to_video(self, prompt: Union[str, Sequence[str]], frames: Optional[int] = None,
+                      size: Optional[Tuple[int, int]] = None, num: int = 1, steps: int = 30, guidance: float = 4.0,
+                      sampler: str = "heun", seed: int = 0, guidance_min_sigma: Optional[float] = None) -> Videos:
+        """`num` videos per prompt of `frames` frames (the model's length by default; longer ones are made chunk by
+        chunk) at `size` (height, width; the model's by default)."""
+        job = self._job(prompt, num, steps, guidance, sampler, frames, size, guidance_min_sigma)
+        return job.finish(job.long(frames or job.window, seed + 1))
+
+    def text_to_image(self, prompt: Union[str, Sequence[str]], size: Optional[Tuple[int, int]] = None, num: int = 1,
+                      steps: int = 30, guidance: float = 4.0, sampler: str = "heun", seed: int = 0,
+                      guidance_min_sigma: Optional[float] = None) -> Videos:
+        """`num` images per prompt (one-frame videos, (N, 3, 1, H, W))."""
+        return self.text_to_video(prompt, 1, size, num, steps, guidance, sampler, seed, guidance_min_sigma)
+
+    def image_to_video(self, image: ImageLike, prompt: Union[str, Sequence[str]], frames: Optional[int] = None,
+                       num: int = 1, steps: int = 30, guidance: float = 4.0, sampler: str = "heun", seed: int = 0,
+                       guidance_min_sigma: Optional[float] = None) -> Videos:
+        """Videos that start with `image` (its size is the output's) and go on as the prompt says."""
+        first = as_image(image)
+        job = self._job(prompt, num, steps, guidance, sampler, frames, tuple(first.shape[2:]), guidance_min_sigma,
+                        gives=True)
+        total = frames or job.window
+        given, mask = job.empty(total)
+        given[:, :, 0], mask[:, 0] = first[:, 0], True
+        return job.finish(job.long(total, seed + 1, given, mask))
+
+    def interpolate(self, first: ImageLike, last: ImageLike, prompt: Union[str, Sequence[str]],
+                    frames: Optional[int] = None, num: int = 1, steps: int = 30, guidance: float = 4.0,
+                    sampler: str = "heun", seed: int = 0, guidance_min_sigma: Optional[float] = None) -> Videos:
+        """Videos from `first` to `last` (both of the output's size), in one window of the model's length."""
+        first, last = as_image(first), as_image(last)
+        if first.shape != last.shape:
+            raise ValueError(f"the first and last frames must have one size, got {tuple(first.shape[2:])} and "
+                             f"{tuple(last.shape[2:])}")
+        job = self._job(prompt, num, steps, guidance, sampler, frames, tuple(first.shape[2:]), guidance_min_sigma,
+                        gives=True)
+        total = frames or job.window
+        if total > job.window:
+            raise ValueError(f"interpolation makes clips of up to the model's {job.window} frames (its window holds "
+                             f"both ends); ask for {job.window} frames or fewer")
+        given, mask = job.empty(total)
+        given[:, :, 0], mask[:, 0] = first[:, 0], True
+        given[:, :, -1], mask[:, -1] = last[:, 0], True
+        return job.finish(job.long(total, seed + 1, given, mask))
+
+    def loop(self, prompt: Union[str, Sequence[str]], first: Optional[ImageLike] = None, frames: Optional[int] = None,
+             num: int = 1, steps: int = 30, guidance: float = 4.0, sampler: str = "heun", seed: int = 0,
+             guidance_min_sigma: Optional[float] = None) -> Videos:
+        """Seamless loops: the last frame leads back into the first (`first`, or one drawn for the prompt)."""
+        start = None if first is None else as_image(first)
+        job = self._job(prompt, num, steps, guidance, sampler, frames,
+                        None if start is None else tuple(start.shape[2:]), guidance_min_sigma, gives=True)
+        total = frames or job.window - 1
+        if total + 1 > job.window:
+            raise ValueError(f"loops are clips of up to {job.window - 1} frames (the model's window holds the first "
+                             f"frame again at the end); ask for {job.window - 1} frames or fewer")
+        return job.finish(sample_loop(self.denoiser, job.ids, job.shape(total), sampler, steps, guidance, seed,
+                                      job.min_sigma, None if start is None else start.expand(job.count, *start.shape)))
+
+    def extend(self, video: VideoLike, prompt: Union[str, Sequence[str]], backward: bool = False,
+               frames: Optional[int] = None, num: int = 1, steps: int = 30, guidance: float = 4.0,
+               sampler: str = "heun", seed: int = 0, guidance_min_sigma: Optional[float] = None) -> Videos:
+        """The clip and what follows it (or, `backward`, what leads into it): `frames` in all (the clip and half a
+        window more by default), the new frames made from the half window of the clip next to them."""
+        clip = as_video(video)
+        job = self._job(prompt, num, steps, guidance, sampler, frames, tuple(clip.shape[2:]), guidance_min_sigma,
+                        gives=True)
+        context = job.context
+        if clip.shape[1] < context:
+            raise ValueError(f"the clip has {clip.shape[1]} frames; this model continues from {context} (half its "
+                             f"{job.window}-frame window): give a longer clip")
+        total = frames or clip.shape[1] + job.window - context
+        if total <= clip.shape[1]:
+            raise ValueError(f"{total} frames leave nothing to make after the clip's {clip.shape[1]} frames; ask for "
+                             f"more")
+        new = total - clip.shape[1]
+        # only the `context` frames next to the new ones are given, as in training
+        anchor = clip[:, :context] if backward else clip[:, -context:]
+        given, mask = job.empty(new + context)
+        where = slice(new, new + context) if backward else slice(0, context)
+        given[:, :, where], mask[:, where] = anchor, True
+        made = job.long(new + context, seed, given, mask, backward=backward)
+        clips = clip.expand(job.count, *clip.shape)
+        videos = torch.cat([made[:, :, :new], clips] if backward else [clips, made[:, :, context:]], dim=2)
+        return job.finish(videos)
+
+    def edit(self, video: VideoLike, prompt: Union[str, Sequence[str]], strength: float, num: int = 1, steps: int = 30,
+             guidance: float = 4.0, sampler: str = "heun", seed: int = 0,
+             guidance_min_sigma: Optional[float] = None) -> Videos:
+        """SDEdit (Meng et al. 2022): the clip noised part of the way (`strength` in (0, 1]: 0.3 keeps most of it,
+        1 draws anew) and denoised under the prompt."""
+        clip = as_video(video)
+        edit_sigma(strength)
+        job = self._job(prompt, num, steps, guidance, sampler, clip.shape[1], tuple(clip.shape[2:]),
+                        guidance_min_sigma, gives=True)
+        if clip.shape[1] > job.window:
+            raise ValueError(f"the clip has {clip.shape[1]} frames; edit redraws clips of up to the model's "
+                             f"{job.window} frames: cut it shorter")
+        return job.finish(sample_latents(self.denoiser, job.ids, job.shape(clip.shape[1]), sampler, steps, guidance,
+                                         seed, job.min_sigma, start=clip.expand(job.count, *clip.shape),
+                                         strength=strength))
+
+    def _job(self, prompt, num, steps, guidance, sampler, frames, size, guidance_min_sigma, gives=False) -> "_Job":
+        return _Job(self, prompt, num, steps, guidance, sampler, frames, size, guidance_min_sigma, gives)
+
+
+class _Job:
+    """One call of a task: its checked settings, captions and output size, and the sampling they share."""
+
+    def __init__(self, model: TinySora, prompt, num, steps, guidance, sampler, frames, size, guidance_min_sigma,
+                 gives):
+        from .diffusion.samplers import check_sampler
+
+        config = model.config
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else []
+        if not prompts or not all(isinstance(text, str) for text in prompts):
+            raise ValueError(f"prompt must be a caption or a list of captions, got {prompt!r}")
+        if num < 1 or steps < 1:
+            raise ValueError(f"num and steps must be at least 1, got num={num} and steps={steps}")
+        if not math.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0 (1 is none, 4 a usual choice), got {guidance}")
+        if guidance_min_sigma is not None and guidance_min_sigma < 0:
+            raise ValueError(f"guidance_min_sigma is a noise level, >= 0; got {guidance_min_sigma}")
+        if frames is not None and frames < 1:
+            raise ValueError(f"frames must be at least 1 (1 makes images), got {frames}")
+        check_sampler(sampler)
+        channels, self.window, trained_height, trained_width = model.data_shape
+        self.height, self.width = (trained_height, trained_width) if size is None else (int(size[0]), int(size[1]))
+        if model.vae is not None and (frames is not None or size is not None or gives):
+            raise ValueError("this model samples a VAE's latents; frames, size, given frames and edits work with "
+                             "pixel-space models (space=pixel, as the tiny preset) for now")
+        check_patchable((1, self.height, self.width), (1, config.patch_size, config.patch_size))
+        unknown = sorted({word for text in prompts for word in split_words(text) if word not in model.tokenizer.ids})
+        if unknown:
+            print(f"warning: the model never saw the words {unknown}; they are read as <unknown>. Its words: "
+                  f"{' '.join(model.tokenizer.words[3:])}")
+        if gives and config.frame_marking == "none" and not gives_frames(parse_task_mix(config.task_mix)):
+            print("warning: this model was trained on text alone; given frames are only held in place "
+                  "(replacement), so what it draws around them may not follow on from them")
+        self.model, self.channels, self.per_prompt = model, channels, num
+        self.captions = [text for text in prompts for _ in range(num)]
+        self.count = len(self.captions)
+        self.ids = model.tokenizer.encode(self.captions, config.caption_length)
+        self.steps, self.guidance, self.sampler = steps, guidance, sampler
+        self.min_sigma = config.guidance_min_sigma if guidance_min_sigma is None else guidance_min_sigma
+        self.context = max(1, self.window // 2)  # frames a chunk or an extension is given (the head task's)
+
+    def shape(self, frames: int) -> Tuple[int, int, int, int]:
+        return self.channels, frames, self.height, self.width
+
+    def empty(self, frames: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """No frame given yet: the frames (N, 3, T, H, W) and the mask (N, T) of a task that gives some."""
+        return (torch.zeros(self.count, 3, frames, self.height, self.width),
+                torch.zeros(self.count, frames, dtype=torch.bool))
+
+    def long(self, frames: int, seed: int, given=None, mask=None, backward: bool = False) -> torch.Tensor:
+        """`frames` frames at the job's size, window by window, with the given frames kept."""
+        return sample_long(self.model.denoiser, self.ids, self.shape(frames), self.window, self.sampler, self.steps,
+                           self.guidance, seed, self.min_sigma, given, mask, backward)
+
+    def finish(self, samples: torch.Tensor) -> Videos:
+        return Videos(decode(self.model.vae, samples), self.captions, self.model.config.dataset, self.per_prompt)
+
+
+# ---- inputs ----
+
+def as_image(image: ImageLike) -> torch.Tensor:
+    """An image as (3, 1, H, W) in [-1, 1], from a (3, H, W) or (3, 1, H, W) tensor, a PIL image or a file."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if not isinstance(image, torch.Tensor):
+        import numpy as np
+
+        try:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float32)  # a PIL image: (H, W, 3) in 0..255
+        except AttributeError:
+            raise ValueError(f"an image must be a tensor (3, H, W) in [-1, 1], a PIL image or a file, got "
+                             f"{type(image).__name__}") from None
+        return torch.from_numpy(pixels).permute(2, 0, 1)[:, None] / 127.5 - 1
+    if image.dim() == 3 and image.shape[0] == 3:
+        image = image[:, None]
+    if image.dim() != 4 or image.shape[:2] != (3, 1):
+        raise ValueError(f"an image tensor must be (3, H, W) or (3, 1, H, W) in [-1, 1], got {tuple(image.shape)}")
+    return image.detach().float().cpu()
+
+
+def as_video(video: VideoLike) -> torch.Tensor:
+    """A video as (3, T, H, W) in [-1, 1], from a tensor or a video file."""
+    if isinstance(video, (str, Path)):
+        return read_video(video)
+    if not isinstance(video, torch.Tensor) or video.dim() != 4 or video.shape[0] != 3:
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"a video must be a tensor (3, T, H, W) in [-1, 1] or a video file, got {shape}")
+    return video.detach().float().cpu()
+
+
+# ---- the model card ----
+
+def model_card(config: VideoConfig, data_shape: Sequence[int], scores: Optional[dict] = None) -> str:
+    """README.md of a saved model: what it learned from, how it was trained, how it scores, what it cannot do."""
+    defaults = VideoConfig()
+    changed = [f"--{field.name}={getattr(config, field.name)}" for field in fields(VideoConfig)
+               if getattr(config, field.name) != getattr(defaults, field.name)
+               and field.name not in ("out_dir", "overwrite", "resume", "device")]
+    _, frames, height, width = data_shape
+    lines = [f"# A tiny text-to-video model ({KIND})", "",
+             f"Trained from nothing by minisora on its synthetic **{config.dataset}** world "
+             f"(`tiny_datasets/videos.py`): {config.num_clips} rendered clips of {frames} frames of {height}x{width} "
+             f"with captions; the held-out captions were never trained on.", "",
+             "```bash", "python -m minisora train --preset tiny " + " ".join(changed), "```", "",
+             f"A video DiT ({config.depth} blocks of width {config.hidden}, {config.layout} attention, "
+             f"{config.objective} objective) on {'pixels' if config.space == 'pixel' else 'VAE latents'}, "
+             f"{config.steps} steps" + (f" and {config.expert_steps} of a clean-end expert" if config.expert_steps
+                                        else "") + ".", "",
+             "```python", "from minisora.pipeline import TinySora", "sora = TinySora.from_pretrained(\"THIS_FOLDER\")",
+             "sora.text_to_video(\"a large red square moving right slowly\", num=4).save(\"samples\")", "```", ""]
+    if scores and "trained" in scores:
+        trained = scores["trained"]
+        lines += ["## Scores against the world (held-out captions)", "",
+                  "| what | score |", "| --- | --- |",
+                  *(f"| text to video: {name} | {trained[name]:.0%} |" for name in ("adherence", "colour", "shape",
+                                                                                    "direction", "motion")
+                    if name in trained)]
+        for task, row in scores.get("tasks", {}).get("trained", {}).items():
+            lines.append(f"| {task.replace('_', ' ')}: median track error | {row['track_error_px']:.2f} px |")
+        lines.append("")
+    lines += ["## Limits", "",
+              f"It knows only its world's words ({config.dataset}: colours, shapes, directions, speeds) and draws one "
+              f"object on a plain background; it is a teaching model, a few million parameters trained on a CPU. "
+              f"Clips longer than {frames} frames are made window by window and drift from the world's truth after "
+              f"the first window.", ""]
+    return "\n".join(lines)
