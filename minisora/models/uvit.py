@@ -33,6 +33,7 @@ class UViTConfig:
     attention_backend: str = "sdpa"  # "math", "sdpa" or "flash" (minisora.kernels: no N x N matrix kept)
     checkpoint_activations: bool = False  # recompute each block in the backward pass instead of storing its activations
     noise_label_scale: float = 1.0  # multiplies the noise label: 1 for DDPM timesteps, 1000 for flow times, 250 for EDM
+    long_skips: bool = True  # each deep block takes Linear([h, its mirror shallow block's output]); False: a plain ViT
 
 
 class UViT(nn.Module):
@@ -59,26 +60,37 @@ class UViT(nn.Module):
         self.in_blocks = nn.ModuleList(block() for _ in range(half))
         self.mid_block = block()
         self.out_blocks = nn.ModuleList(block() for _ in range(half))
-        self.skip_projections = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(half))  # [x, skip] -> D
+        skips = half if config.long_skips else 0
+        self.skip_projections = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(skips))  # [h, skip] -> D
         self.norm = nn.LayerNorm(dim)
         self.output = nn.Linear(dim, config.in_channels * math.prod(self.patch))
         self.final_conv = nn.Conv3d(config.in_channels, config.in_channels, (1, 3, 3), padding=(0, 1, 1)) \
             if config.final_conv else nn.Identity()
 
     def forward(self, x: torch.Tensor, noise_label: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
-        check_class_conditional_inputs("U-ViT", self.config, x, label)
-        tokens = [self.noise_embedding(noise_label.expand(x.shape[0]))[:, None]]  # (B, 1, D)
-        if label is not None:
-            tokens.append(self.label_embedding(label)[:, None])
-        tokens.append(self.patch_embedding(patchify(x, self.patch)))  # (B, N, D)
-        h = torch.cat(tokens, dim=1) + self.position  # (B, extra + N, D)
-        skips, checkpointed = [], self.config.checkpoint_activations
-        for block in self.in_blocks:
-            h = run_block(block, checkpointed, h)
-            skips.append(h)
-        h = run_block(self.mid_block, checkpointed, h)
-        for block, projection in zip(self.out_blocks, self.skip_projections):
-            # the long skip: the deep block sees its mirror shallow block's output
-            h = run_block(block, checkpointed, projection(torch.cat([h, skips.pop()], dim=-1)))
-        patches = self.output(self.norm(h))[:, self.extra_tokens:]  # drop the noise and class tokens
-        return self.final_conv(unpatchify(patches, self.patch, self.grid))
+        return uvit_forward(self, x, noise_label, label)
+
+
+def uvit_forward(model: UViT, x: torch.Tensor, noise_label: torch.Tensor,
+                 label: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """U-ViT's forward pass (Bao et al. 2023, Section 3.1 and Figure 1) on the layers of `model`: x (B, C, T, H, W),
+    noise_label (B,) or one value, label (B,) -> (B, C, T, H, W). Lesson 07 has the learner write it."""
+    check_class_conditional_inputs("U-ViT", model.config, x, label)
+    # all inputs are tokens: [noise level, class, patch_1 .. patch_N] + learned positions
+    tokens = [model.noise_embedding(noise_label.expand(x.shape[0]))[:, None]]  # (B, 1, D)
+    if label is not None:
+        tokens.append(model.label_embedding(label)[:, None])  # (B, 1, D)
+    tokens.append(model.patch_embedding(patchify(x, model.patch)))  # (B, N, D)
+    h = torch.cat(tokens, dim=1) + model.position  # (B, extra + N, D)
+    skips, checkpointed = [], model.config.checkpoint_activations
+    for block in model.in_blocks:
+        h = run_block(block, checkpointed, h)
+        skips.append(h)
+    h = run_block(model.mid_block, checkpointed, h)
+    for index, block in enumerate(model.out_blocks):
+        if model.config.long_skips:
+            # the long skip: h = Linear([h, output of the mirror shallow block])                    (B, extra + N, D)
+            h = model.skip_projections[index](torch.cat([h, skips.pop()], dim=-1))
+        h = run_block(block, checkpointed, h)
+    patches = model.output(model.norm(h))[:, model.extra_tokens:]  # drop the noise and class tokens   (B, N, C p p)
+    return model.final_conv(unpatchify(patches, model.patch, model.grid))
