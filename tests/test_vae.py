@@ -1,8 +1,11 @@
 """The causal video VAE: shapes, causality, the KL term against closed forms, the latent scale, and training."""
+import math
+
 import pytest
 import torch
 
 from minisora.models import vae as vae_module
+from minisora.parallel.batch import BatchShard
 from minisora.models.vae import (DiagonalGaussian, VideoVAE, VideoVAEConfig, compression_ratio,
                                  measure_latent_scale, vae_loss)
 from minisora.train.vae import VAEConfig, evaluate_vae, held_out_clips, load_vae, save_vae, train_vae
@@ -116,6 +119,39 @@ def test_the_loss_is_reconstruction_plus_weighted_kl_per_pixel_value():
     expected_kl = posterior.kl().sum() / video.numel()
     assert torch.allclose(loss, (decoded - video).pow(2).mean() + 0.5 * expected_kl)
     assert terms["kl"] == pytest.approx(expected_kl.item())
+
+
+def test_given_noise_is_the_eps_of_the_sample_and_checked():
+    """z = mu + sigma eps with the given eps, for the whole batch or a process's rows of it; a wrong shape is an error."""
+    vae = small_vae().double()
+    video = torch.rand(2, 3, 5, 16, 16, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(2, 4, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    decoded, posterior = vae(video, noise=noise)
+    by_hand = vae.decode(posterior.mean + (0.5 * posterior.log_variance).exp() * noise)
+    torch.testing.assert_close(decoded, by_hand)
+    drawn, _ = vae(video, torch.Generator().manual_seed(3))  # the generator draws the same eps
+    torch.testing.assert_close(drawn, decoded)
+    second = BatchShard(rank=1, world_size=2)
+    torch.testing.assert_close(vae(video[1:], shard=second, noise=noise)[0], decoded[1:])
+    loss, _ = vae_loss(vae, video, 0.1, "l1", shard=second, noise=noise)
+    torch.testing.assert_close(loss, vae_loss(vae, video[1:], 0.1, "l1", noise=noise[1:])[0])
+    with pytest.raises(ValueError, match="noise must have the whole batch's latent shape"):
+        vae_loss(vae, video, 0.1, noise=noise[:1])
+
+
+def test_the_l1_loss_is_a_scaled_laplace_elbo():
+    """With p(x | z) = Laplace(D(z), b) and b = kl_weight, L = (b / N) (-ELBO) - b log 2b (one-sample estimate)."""
+    vae = small_vae().double()
+    video = torch.rand(2, 3, 5, 16, 16, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(2, 4, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    scale = 0.05
+    loss, _ = vae_loss(vae, video, scale, "l1", noise=noise)
+    decoded, posterior = vae(video, noise=noise)
+    log_likelihood = torch.distributions.Laplace(decoded, scale).log_prob(video).sum()
+    kl = torch.distributions.kl_divergence(torch.distributions.Normal(posterior.mean, (0.5 * posterior.log_variance).exp()),
+                                           torch.distributions.Normal(0.0, 1.0)).sum()
+    elbo = log_likelihood - kl
+    torch.testing.assert_close(loss, -scale / video.numel() * elbo - scale * math.log(2 * scale))
 
 
 def test_the_latent_scale_gives_unit_variance_and_latents_round_trip():

@@ -261,11 +261,17 @@ class DiagonalGaussian:
         self.mean, log_variance = moments.chunk(2, dim=1)
         self.log_variance = log_variance.clamp(-30.0, 20.0)  # exp stays finite in float32
 
-    def sample(self, generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None) -> torch.Tensor:
-        """z ~ q(z | x), reparameterised with eps ~ N(0, I); with a `shard`, these are its rows of a batch, and eps
-        is drawn for the whole batch and its rows kept (`parallel.batch`)."""
+    def sample(self, generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None,
+               noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """z ~ q(z | x), reparameterised with eps ~ N(0, I), or with the given `noise` as eps; with a `shard`, these
+        are its rows of a batch, and eps is drawn (or given) for the whole batch and its rows kept (`parallel.batch`)."""
         whole = self.mean.shape[0] * (1 if shard is None else shard.world_size)
-        noise = randn((whole, *self.mean.shape[1:]), generator, self.mean.device, self.mean.dtype)
+        shape = (whole, *self.mean.shape[1:])
+        if noise is None:
+            noise = randn(shape, generator, self.mean.device, self.mean.dtype)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have the whole batch's latent shape {shape}, got {tuple(noise.shape)}; "
+                             f"draw it as torch.randn{shape}")
         if shard is not None:
             noise = shard.take(noise, whole)
         return reparameterize(self.mean, self.log_variance, noise)
@@ -315,10 +321,11 @@ class VideoVAE(nn.Module):
         return self.decoder(latents)
 
     def forward(self, video: torch.Tensor, generator: Optional[torch.Generator] = None,
-                shard: Optional[BatchShard] = None):
-        """(reconstruction from a sampled z, posterior); with a `shard`, `video` is its rows of the batch."""
+                shard: Optional[BatchShard] = None, *, noise: Optional[torch.Tensor] = None):
+        """(reconstruction from a sampled z, posterior); with a `shard`, `video` is its rows of the batch; `noise`
+        (the whole batch's eps, shaped like its latents) replaces drawing eps from `generator`."""
         posterior = self.encode(video)
-        return self.decode(posterior.sample(generator, shard)), posterior
+        return self.decode(posterior.sample(generator, shard, noise)), posterior
 
     def to_latents(self, video: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The latents a diffusion model learns on: z ~ q(z | x) (its mean without a generator), times the scale."""
@@ -337,16 +344,20 @@ def compression_ratio(config: VideoVAEConfig) -> float:
 
 
 def vae_loss(vae: VideoVAE, video: torch.Tensor, kl_weight: float, reconstruction: str = "l1",
-             generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None):
-    """The negative ELBO in per-pixel form (Kingma & Welling 2014; Rombach et al. 2022, Appendix G):
-    L = mean |x - D(z)|  (or squared)  +  kl_weight * sum KL(q(z|x) || N(0, I)) / number of pixel values.
-    Returns (loss, {"reconstruction", "kl"}) with both terms as logged numbers. With a `shard`, over this process's
-    rows of the batch `video` (equal shares: the mean of the processes' losses is the batch's)."""
+             generator: Optional[torch.Generator] = None, shard: Optional[BatchShard] = None, *,
+             noise: Optional[torch.Tensor] = None):
+    """A beta-weighted surrogate of the negative ELBO, per pixel value (Kingma & Welling 2014; Rombach et al. 2022,
+    Appendix G): L = mean |x - D(z)|  (or squared)  +  kl_weight * sum KL(q(z|x) || N(0, I)) / number of pixel
+    values, with z = mu + sigma eps (eps drawn from `generator`, or the given `noise`, shaped like the latents).
+    For an L1 error it is kl_weight / N times the negative ELBO of a Laplace decoder of scale kl_weight, less a
+    constant (lesson 06). Returns (loss, {"reconstruction", "kl"}) with both terms as logged numbers. With a `shard`,
+    over this process's rows of the batch `video` (equal shares: the mean of the processes' losses is the batch's),
+    and `noise`, when given, is the whole batch's."""
     if reconstruction not in ("l1", "l2"):
         raise ValueError(f"reconstruction must be 'l1' or 'l2', got {reconstruction!r}")
     if shard is not None:
         video = shard.take(video, len(video))
-    decoded, posterior = vae(video, generator, shard)
+    decoded, posterior = vae(video, generator, shard, noise=noise)
     error = decoded - video
     reconstruction_loss = error.abs().mean() if reconstruction == "l1" else error.pow(2).mean()
     kl_per_value = posterior.kl().sum() / video.numel()

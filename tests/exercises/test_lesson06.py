@@ -1,8 +1,11 @@
-"""Lesson 06 checks (video data, the causal VAE), against minisora by default and your stubs with --impl=exercises."""
+"""Lesson 06 checks (video data, the causal VAE and its loss), against minisora by default and your stubs with
+--impl=exercises."""
 import math
 
 import pytest
 import torch
+
+from minisora.models.vae import VideoVAE, VideoVAEConfig
 
 pytestmark = pytest.mark.lesson06
 
@@ -65,3 +68,79 @@ def test_gaussian_kl_against_torch_distributions(impl):
                                                   torch.distributions.Normal(0.0, 1.0))
     torch.testing.assert_close(impl.gaussian_kl(mean, log_variance), reference)
     assert torch.equal(impl.gaussian_kl(torch.zeros(3), torch.zeros(3)), torch.zeros(3))
+
+
+# the VAE's loss (exercise 7), checked against a computation by hand from the encoder's and decoder's own layers
+LATENT_CHANNELS = 4
+
+
+def tiny_vae() -> VideoVAE:
+    torch.manual_seed(0)
+    return VideoVAE(VideoVAEConfig(channels=8, latent_channels=LATENT_CHANNELS)).double()
+
+
+def clips_and_noise(seed: int = 0, batch: int = 2):
+    generator = torch.Generator().manual_seed(seed)
+    video = torch.rand(batch, 3, 5, 16, 16, dtype=torch.float64, generator=generator) * 2 - 1
+    noise = torch.randn(batch, LATENT_CHANNELS, 2, 4, 4, dtype=torch.float64, generator=generator)  # 1 + 4/4 frames, 16/4
+    return video, noise
+
+
+def loss_by_hand(vae, video, kl_weight, reconstruction, noise):
+    """z = mu + exp(log sigma^2 / 2) eps from the encoder's raw output, then the two terms per pixel value."""
+    moments = vae.encoder(video)  # (B, 2z, t, h, w): means, then log-variances
+    mean, log_variance = moments[:, :LATENT_CHANNELS], moments[:, LATENT_CHANNELS:]
+    z = mean + torch.exp(log_variance / 2) * noise
+    error = vae.decoder(z) - video
+    reconstruction_error = error.abs().mean() if reconstruction == "l1" else (error * error).mean()
+    # KL(N(mu, s^2) || N(0, 1)) = E_q[log q - log p] = -log s - 1/2 + (mu^2 + s^2) / 2, summed over the latents
+    kl = (-0.5 * log_variance - 0.5 + 0.5 * (mean * mean + log_variance.exp())).sum() / video.numel()
+    return reconstruction_error + kl_weight * kl, reconstruction_error, kl
+
+
+@pytest.mark.parametrize("reconstruction", ["l1", "l2"])
+def test_vae_loss_is_reconstruction_plus_weighted_kl_per_pixel_value(impl, reconstruction):
+    vae = tiny_vae()
+    video, noise = clips_and_noise()
+    loss, terms = impl.vae_loss(vae, video, 0.3, reconstruction, noise=noise)
+    expected, expected_reconstruction, expected_kl = loss_by_hand(vae, video, 0.3, reconstruction, noise)
+    torch.testing.assert_close(loss, expected)
+    assert terms["reconstruction"] == pytest.approx(expected_reconstruction.item(), rel=1e-9)
+    assert terms["kl"] == pytest.approx(expected_kl.item(), rel=1e-9)
+    assert isinstance(terms["reconstruction"], float) and isinstance(terms["kl"], float)
+    # per pixel value: the same clips twice, with the same noise twice, give the same loss
+    doubled, _ = impl.vae_loss(vae, torch.cat([video, video]), 0.3, reconstruction, noise=torch.cat([noise, noise]))
+    torch.testing.assert_close(doubled, expected)
+
+
+def test_vae_loss_is_l1_by_default_and_refuses_an_unknown_reconstruction(impl):
+    vae = tiny_vae()
+    video, noise = clips_and_noise(seed=1)
+    torch.testing.assert_close(impl.vae_loss(vae, video, 0.01, noise=noise)[0],
+                               loss_by_hand(vae, video, 0.01, "l1", noise)[0])
+    with pytest.raises(ValueError, match="l3"):
+        impl.vae_loss(vae, video, 0.01, "l3", noise=noise)
+
+
+def test_vae_loss_gradients_reach_the_variance_through_the_sample(impl):
+    """With no KL weight, only the sample z = mu + sigma eps ties the log-variance to the loss: a loss that decodes
+    the mean alone gives the log-variance half of the encoder's last layer no gradient."""
+    vae = tiny_vae()
+    video, noise = clips_and_noise(seed=2)
+    weight = vae.encoder.conv_out.conv.weight  # (2z, C, 3, 3, 3): the means' filters, then the log-variances'
+    for kl_weight in (0.0, 0.3):
+        loss, _ = impl.vae_loss(vae, video, kl_weight, "l2", noise=noise)
+        (gradient,) = torch.autograd.grad(loss, weight)
+        (expected,) = torch.autograd.grad(loss_by_hand(vae, video, kl_weight, "l2", noise)[0], weight)
+        torch.testing.assert_close(gradient, expected)
+        assert gradient[LATENT_CHANNELS:].abs().sum() > 0
+
+
+def test_vae_loss_draws_its_noise_from_the_generator(impl):
+    vae = tiny_vae()
+    video, _ = clips_and_noise(seed=3)
+    drawn, _ = impl.vae_loss(vae, video, 0.3, "l1", torch.Generator().manual_seed(5))
+    noise = torch.randn(2, LATENT_CHANNELS, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(drawn, loss_by_hand(vae, video, 0.3, "l1", noise)[0])
+    other, _ = impl.vae_loss(vae, video, 0.3, "l1", torch.Generator().manual_seed(6))
+    assert other.item() != pytest.approx(drawn.item(), rel=1e-9)  # the sample is random, not the mean
