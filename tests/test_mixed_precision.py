@@ -7,7 +7,7 @@ import torch
 from minisora.memory import measure_peak_memory
 from minisora.models.dit import DiT, DiTConfig
 from minisora.train.loop import train_loop
-from minisora.train.precision import MixedPrecision
+from minisora.train.precision import MixedPrecision, dynamic_loss_scale_step
 
 
 def tiny_dit(**fields):
@@ -111,10 +111,55 @@ def test_float16_overflow_halves_the_loss_scale():
     model = tiny_dit()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     guard = MixedPrecision("fp16")
-    scale = guard.scaler.get_scale()
-    with pytest.warns(RuntimeWarning, match="float16 loss scale now"):
+    scale = guard.scale
+    with pytest.warns(RuntimeWarning, match=f"float16 loss scale now {scale / 2:g}"):
         backward_and_step(guard, regression_loss(model)(torch.Generator()) * 1e38, optimizer, model.parameters(), 0)
-    assert guard.scaler.get_scale() == scale / 2
+    assert guard.scale == scale / 2
+
+
+def test_dynamic_loss_scaling_matches_torch_grad_scaler():
+    """dynamic_loss_scale_step against torch.amp.GradScaler, an independent implementation of section 3.2: the same
+    scaled gradients, some of them overflowing, give the same weights and the same scales, step after step."""
+    torch.manual_seed(0)
+    true_gradients = [torch.randn(3, 5) * 1e-6 for _ in range(12)]
+    overflowing = {2, 3, 9}
+    ours = torch.nn.Parameter(torch.randn(3, 5))
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    our_optimizer, their_optimizer = torch.optim.SGD([ours], lr=1e4), torch.optim.SGD([theirs], lr=1e4)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=3)
+    scale, good_steps, weights = 2.0 ** 10, 0, ours.detach().double().clone()
+    for step, gradient in enumerate(true_gradients):
+        poison = float("inf") if step in overflowing else 1.0
+        our_optimizer.zero_grad(), their_optimizer.zero_grad()
+        ((ours * gradient).sum() * poison * scale).backward()  # a loss whose true gradient is `gradient`
+        scaler.scale((theirs * gradient).sum() * poison).backward()
+        norm, scale, good_steps = dynamic_loss_scale_step([ours], our_optimizer, scale, good_steps, growth_interval=3)
+        scaler.step(their_optimizer)
+        scaler.update()
+        assert (norm is None) == (step in overflowing)
+        if norm is not None:  # plain SGD on the true gradient, in float64
+            weights -= 1e4 * gradient.double()
+            assert norm == pytest.approx(gradient.norm().item(), rel=1e-6)
+        assert scale == scaler.get_scale(), step
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(ours.detach().double(), weights, rtol=1e-6, atol=1e-6)
+    assert scale == 2.0 ** 10 / 2 ** 3 * 2  # three halvings; one doubling, after the good steps 4, 5 and 6
+
+
+def test_dynamic_loss_scaling_refuses_a_scale_that_is_not_positive():
+    parameter = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="positive loss scale"):
+        dynamic_loss_scale_step([parameter], torch.optim.SGD([parameter], lr=1.0), 0.0, 0)
+
+
+def test_a_checkpoint_with_grad_scaler_state_resumes_its_scale():
+    scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
+    guard = MixedPrecision("fp16")
+    guard.load_state_dict({"scaler": scaler.state_dict(), "skipped_in_a_row": 0})
+    assert guard.scale == 512.0 and guard.good_steps == 0
+    fresh = MixedPrecision("fp16")
+    fresh.load_state_dict(guard.state_dict())
+    assert fresh.state_dict() == guard.state_dict()
 
 
 def test_unknown_precision_is_a_clear_error():

@@ -1,5 +1,5 @@
-"""Lesson 11 checks (counting memory, activation checkpointing), against minisora by default and your stubs with
---impl=exercises."""
+"""Lesson 11 checks (dynamic loss scaling, counting memory, activation checkpointing), against minisora by default and
+your stubs with --impl=exercises."""
 from dataclasses import replace
 
 import pytest
@@ -9,6 +9,80 @@ from minisora.memory import MEMORY_PRESETS, dit_config
 from minisora.models.dit import DiT, count_parameters
 
 pytestmark = pytest.mark.lesson11
+
+
+def scaled_backward(parameter, true_gradient, scale, poison=1.0):
+    """The backward pass of scale x L for the loss L = <parameter, true_gradient>, whose gradient is true_gradient."""
+    parameter.grad = None
+    ((parameter * true_gradient).sum() * poison * scale).backward()
+
+
+def test_loss_scaled_steps_are_sgd_on_the_true_gradient_and_the_scale_grows(impl):
+    torch.manual_seed(0)
+    parameter = torch.nn.Parameter(torch.randn(4, 6))
+    optimizer = torch.optim.SGD([parameter], lr=100.0)
+    weights = parameter.detach().double().clone()
+    scale, good_steps, scales = 2.0 ** 12, 0, []
+    for step in range(7):
+        true_gradient = torch.randn(4, 6) * 1e-5
+        scaled_backward(parameter, true_gradient, scale)
+        norm, scale, good_steps = impl.dynamic_loss_scale_step([parameter], optimizer, scale, good_steps,
+                                                               growth_interval=3)
+        scales.append(scale)
+        weights -= 100.0 * true_gradient.double()  # SGD on the true gradient, in float64
+        torch.testing.assert_close(parameter.grad, true_gradient, rtol=0, atol=0)  # unscaling by 2^k is exact
+        assert norm == pytest.approx(float(true_gradient.double().norm()), rel=1e-5)
+        torch.testing.assert_close(parameter.detach().double(), weights, rtol=1e-6, atol=1e-7)
+    # doubled after each run of three good steps, the count starting again
+    assert scales == [2.0 ** 12, 2.0 ** 12, 2.0 ** 13, 2.0 ** 13, 2.0 ** 13, 2.0 ** 14, 2.0 ** 14]
+    assert good_steps == 1
+
+
+@pytest.mark.parametrize("poison", [float("inf"), float("nan")])
+def test_an_overflowing_step_is_skipped_and_halves_the_scale(impl, poison):
+    torch.manual_seed(0)
+    first, second = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(2, 2))
+    no_gradient = torch.nn.Parameter(torch.randn(2))  # a parameter the loss does not use: its .grad stays None
+    optimizer = torch.optim.Adam([first, second, no_gradient], lr=0.1)
+    scale, good_steps = 2.0 ** 15, 0
+    for step in range(2):  # two good steps, so that Adam has moments to keep
+        scaled_backward(first, torch.randn(3), scale)
+        scaled_backward(second, torch.randn(2, 2), scale)
+        _, scale, good_steps = impl.dynamic_loss_scale_step([first, second, no_gradient], optimizer, scale, good_steps)
+    assert good_steps == 2 and scale == 2.0 ** 15
+    before = [tensor.detach().clone() for tensor in (first, second, no_gradient)]
+    moments = [optimizer.state[first]["exp_avg"].clone(), optimizer.state[first]["step"].clone()]
+    scaled_backward(first, torch.randn(3), scale)
+    scaled_backward(second, torch.randn(2, 2), scale, poison)  # S g overflowed in one tensor only
+    norm, scale, good_steps = impl.dynamic_loss_scale_step([first, second, no_gradient], optimizer, scale, good_steps)
+    assert norm is None and scale == 2.0 ** 14 and good_steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, (first, second, no_gradient)))  # not one weight moved
+    assert torch.equal(optimizer.state[first]["exp_avg"], moments[0])  # the optimizer did not run at all
+    assert torch.equal(optimizer.state[first]["step"], moments[1])
+
+
+def test_loss_scaling_keeps_float16_gradients_that_would_flush_to_zero(impl):
+    """A float16 network whose true gradients lie below float16's smallest subnormal, 2^-24: unscaled they flush to
+    zero; scaled by 2^16 they survive the float16 backward pass and come back, unscaled, in float32."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(8, 8).half()
+    x = torch.randn(16, 8).half()
+    master = torch.nn.Parameter(layer.weight.detach().float())
+    optimizer = torch.optim.SGD([master], lr=1.0)
+    exact = torch.func.grad(lambda w: 1e-9 * torch.nn.functional.linear(x.double(), w, layer.bias.detach().double())
+                            .square().mean())(master.detach().double())
+    assert exact.abs().max() < 2.0 ** -24
+    for scale in (1.0, 2.0 ** 16):
+        layer.zero_grad()
+        (1e-9 * layer(x).float().square().mean() * scale).backward()  # the loss in float32, the layer in float16
+        master.grad = layer.weight.grad.float()
+        norm, _, _ = impl.dynamic_loss_scale_step([master], optimizer, scale, 0)
+        if scale == 1.0:
+            assert norm == 0.0  # every gradient flushed: the step moved nothing
+        else:
+            assert norm == pytest.approx(float(exact.norm()), rel=2e-2)
+            # float16's own rounding (about 2^-11 of each value, in the forward and the backward pass) is what is left
+            torch.testing.assert_close(master.grad.double(), exact, rtol=0, atol=3e-2 * float(exact.abs().max()))
 
 
 def test_token_grid_of_the_presets(impl):
