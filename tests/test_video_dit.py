@@ -9,8 +9,8 @@ from minisora.diffusion.guidance import GuidedDenoiser
 from minisora.diffusion.schedules import karras_sigmas
 from minisora.models.text import CAPTION, PAD, UNKNOWN, CaptionTokenizer
 from minisora.models.embeddings import rotary_angles
-from minisora.models.video_dit import (LAYOUTS, VideoDiT, VideoDiTBlock, VideoDiTConfig, block_windows,
-                                       group_into_windows, ungroup_windows)
+from minisora.models.video_dit import (LAYOUTS, VideoDiT, VideoDiTBlock, VideoDiTConfig, attend_within_windows,
+                                       block_windows, group_into_windows, ungroup_windows)
 
 CAPTIONS = ["a red circle moving left", "a blue square moving up", "a green triangle moving right"]
 TOKENIZER = CaptionTokenizer.from_captions(CAPTIONS)
@@ -101,6 +101,34 @@ def test_windows_group_and_ungroup_exactly():
         size = window[0] * window[1] * window[2]
         assert groups.shape == (2 * 4 * 6 * 8 // size, size, 5)
         assert torch.equal(ungroup_windows(groups, (4, 6, 8), window, 2), tokens)
+
+
+def test_a_block_attends_as_full_attention_masked_to_its_windows():
+    """The block's windowed attention, regrouped by attend_within_windows, equals attention over all N tokens at
+    once with the scores of every pair outside a shared window masked out, from the block's own projections."""
+    config = small_config(vocabulary_size=0, hidden=16, heads=2)
+    grid, heads, head_dim = (4, 6, 8), 2, 8
+    h = torch.randn(2, 4 * 6 * 8, 16, dtype=torch.float64)
+    torch.manual_seed(0)
+    attention = VideoDiTBlock(config).double().attention
+    query = attention.query(h).reshape(2, -1, heads, head_dim).transpose(1, 2)  # (B, heads, N, D / heads)
+    key, value = (part.reshape(2, -1, heads, head_dim).transpose(1, 2) for part in attention.key_value(h).chunk(2, -1))
+    for window in [(1, 6, 8), (4, 1, 1), (2, 3, 4), (4, 6, 8)]:
+        scores = (query @ key.transpose(-2, -1)) / head_dim ** 0.5
+        weights = scores.masked_fill(~same_window(grid, window), float("-inf")).softmax(dim=-1)
+        masked = attention.out((weights @ value).transpose(1, 2).reshape(2, -1, 16))
+        windowed = attend_within_windows(h, grid, window, lambda windows: attention(windows))
+        torch.testing.assert_close(windowed, masked, rtol=1e-10, atol=1e-10)
+
+
+def test_attend_within_windows_calls_attention_once_and_refuses_bad_shapes():
+    calls = []
+    out = attend_within_windows(torch.randn(2, 48, 3), (2, 4, 6), (1, 2, 3), lambda w: calls.append(w.shape) or w)
+    assert calls == [(2 * 8, 6, 3)] and out.shape == (2, 48, 3)
+    with pytest.raises(ValueError, match="tokens must be \\(B, T'H'W', D\\) = \\(B, 48, D\\)"):
+        attend_within_windows(torch.randn(2, 40, 3), (2, 4, 6), (1, 2, 3), lambda w: w)
+    with pytest.raises(ValueError, match="window \\(1, 3, 3\\) does not tile the token grid \\(2, 4, 6\\)"):
+        attend_within_windows(torch.randn(2, 48, 3), (2, 4, 6), (1, 3, 3), lambda w: w)
 
 
 def test_starts_as_the_zero_function_and_the_caption_matters():

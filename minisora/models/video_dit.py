@@ -8,7 +8,8 @@ between two tokens directly. Every block is DiT's adaLN-Zero block
 Latte condition on text); the noise level and the pooled caption modulate the norms.
 
 What differs between video transformers is *which tokens attend to which*. Each block attends within windows of
-the (T', H', W') token grid, and the layout chooses the windows block by block:
+the (T', H', W') token grid (`attend_within_windows`: every window regrouped into one attention sequence, so a window
+of n tokens costs N n pairs instead of N^2), and the layout chooses the windows block by block:
 
   "spacetime"          every token with every token, in every block (the Sora report's "spacetime patches")
   "latte_interleaved"  spatial blocks (1, H', W') alternate with temporal blocks (T', 1, 1)    (Latte, variant 1)
@@ -31,7 +32,7 @@ unchanged (`diffusion.conditioning.GivenFramesDenoiser` holds the given frames a
 """
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from einops import rearrange
@@ -114,6 +115,23 @@ def ungroup_windows(windows: torch.Tensor, grid: Tuple[int, int, int], window: T
                      b=batch, t=frames // wt, h=height // wh, w=width // ww, wt=wt, wh=wh, ww=ww)
 
 
+def attend_within_windows(tokens: torch.Tensor, grid: Tuple[int, int, int], window: Tuple[int, int, int],
+                          attend: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Self-attention within each window of the token grid: tokens (B, T H W, D) in (t, h, w) order are regrouped
+    into one sequence per window, `attend` (B', n, D) -> (B', n, D) runs on every window of every sample as one
+    batch, and the result goes back to the tokens' order. A token attends to the t h w tokens of its own window
+    alone, so a block costs (T H W / t h w) windows x (t h w)^2 pairs = T H W * t h w pairs, not (T H W)^2."""
+    if tokens.dim() != 3 or tokens.shape[1] != math.prod(grid):
+        raise ValueError(f"tokens must be (B, T'H'W', D) = (B, {math.prod(grid)}, D) for the token grid "
+                         f"{tuple(grid)}; got {tuple(tokens.shape)}")
+    if any(size % side for size, side in zip(grid, window)):
+        raise ValueError(f"window {tuple(window)} does not tile the token grid {tuple(grid)}; choose a window "
+                         f"whose sides divide it")
+    # (B, N, D) -> (B N / n, n, D) -> attend -> (B, N, D)
+    attended = attend(group_into_windows(tokens, grid, window))
+    return ungroup_windows(attended, grid, window, tokens.shape[0])
+
+
 def adaptive_modulation(layer: nn.Module, c: torch.Tensor, given_c: Optional[torch.Tensor] = None,
                         token_given: Optional[torch.Tensor] = None) -> torch.Tensor:
     """An adaLN modulation layer(c) (B, k D) shared by every token or, with `token_given` (B, N), per token
@@ -169,9 +187,12 @@ class VideoDiTBlock(nn.Module):
         whole-time windows by DSP (every frame of N' / P positions, then back), windows within its frames
         locally."""
         batch, (frames, height, width) = h.shape[0], grid
+
+        def attend(windows: torch.Tensor) -> torch.Tensor:  # (B', t h w, D), every window turned alike
+            return self.attention(windows, rotary_angles=rotary_angles)
+
         if sequence is None:
-            attended = self.attention(group_into_windows(h, grid, window), rotary_angles=rotary_angles)
-            return ungroup_windows(attended, grid, window, batch)
+            return attend_within_windows(h, grid, window, attend)
         parts = sequence.parts
         if tuple(window) == tuple(grid):  # spacetime: every token attends to every token
             angles = None if rotary_angles is None else sequence.shard(rotary_angles, 0)
@@ -179,12 +200,10 @@ class VideoDiTBlock(nn.Module):
         if window[0] == frames:  # temporal windows (T', 1, 1): shard positions instead of frames
             switched = frames_to_positions(h.reshape(batch, frames // parts, height * width, -1), sequence.group)
             local = (frames, 1, height * width // parts)  # (B, T', N' / P, D) as a grid of its own
-            attended = ungroup_windows(self.attention(group_into_windows(switched.flatten(1, 2), local, window),
-                                                      rotary_angles=rotary_angles), local, window, batch)
+            attended = attend_within_windows(switched.flatten(1, 2), local, window, attend)
             return positions_to_frames(attended.reshape(switched.shape), sequence.group).flatten(1, 2)
         local = (frames // parts, height, width)  # windows inside each process's frames
-        return ungroup_windows(self.attention(group_into_windows(h, local, window), rotary_angles=rotary_angles),
-                               local, window, batch)
+        return attend_within_windows(h, local, window, attend)
 
 
 class VideoDiT(nn.Module):
