@@ -9,7 +9,7 @@ image-to-video), so the frames are never extrapolated away from.
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -37,11 +37,14 @@ def edit_sigma(strength: float) -> float:
 def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_shape: Sequence[int], sampler: str,
                    steps: int, guidance: float, seed: int, guidance_min_sigma: float = 0.0,
                    given: Optional[torch.Tensor] = None, given_mask: Optional[torch.Tensor] = None,
-                   start: Optional[torch.Tensor] = None, strength: float = 1.0) -> torch.Tensor:
+                   start: Optional[torch.Tensor] = None, strength: float = 1.0, network_sees_frames: bool = True,
+                   callback: Optional[Callable] = None) -> torch.Tensor:
     """One sample (N, C, T, H, W) of `data_shape` (C, T, H, W) per caption (N, M), on Karras noise levels, guided
     above `guidance_min_sigma`; with given_mask (N, T), the frames of `given` (N, C, T, H, W) it marks are kept and
-    come back exactly as given. With `start` (N, C, T, H, W) and `strength` S in (0, 1], SDEdit (Meng et al. 2022):
-    the start noised to the flow time S (EDM's sigma = S / (1 - S), at most 80) and denoised from there."""
+    come back exactly as given (shown to the network, or with `network_sees_frames=False` held by replacement
+    alone). With `start` (N, C, T, H, W) and `strength` S in (0, 1], SDEdit (Meng et al. 2022): the start noised to
+    the flow time S (EDM's sigma = S / (1 - S), at most 80) and denoised from there. `callback` gets the sampler's
+    report of each step ({"i", "x", "sigma", "denoised"}: the state and the guided estimate of x_0)."""
     device = next(denoiser.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     sigma_max = KARRAS_SIGMA_MAX if start is None else edit_sigma(strength)
@@ -58,9 +61,9 @@ def sample_latents(denoiser: torch.nn.Module, caption_ids: torch.Tensor, data_sh
             raise ValueError(f"given frames must be (N, C, T, H, W) = {tuple(noise.shape)} with a mask (N, T); got "
                              f"{None if given is None else tuple(given.shape)} and {tuple(given_mask.shape)}")
         cond.update(given=given.to(device), given_mask=given_mask.to(device))
-    guided = GuidedDenoiser(GivenFramesDenoiser(denoiser.eval()), guidance, {"caption": PAD},
+    guided = GuidedDenoiser(GivenFramesDenoiser(denoiser.eval(), network_sees_frames), guidance, {"caption": PAD},
                             interval=(guidance_min_sigma, math.inf), kept=("given", "given_mask"))
-    samples = get_sampler(sampler)(guided, noise, sigmas, cond=cond, generator=generator).cpu()
+    samples = get_sampler(sampler)(guided, noise, sigmas, cond=cond, generator=generator, callback=callback).cpu()
     if given_mask is not None:  # exactly, not to the sampler's last rounding
         samples = hold_given_frames(samples, given.cpu(), given_mask.cpu())
     return samples

@@ -115,6 +115,21 @@ def test_sdedit_lands_where_the_probability_flow_of_its_noised_start_does(streng
     torch.testing.assert_close(edited.double(), expected, rtol=1e-2, atol=1e-3)  # Heun with 40 steps
 
 
+@torch.no_grad()
+def test_sampling_reports_each_step_and_can_hold_frames_by_replacement_alone():
+    """The callback sees every step's state and x_0 estimate; with network_sees_frames=False a network that takes
+    no frames (the Gaussian denoiser: a caption only) is prompted with them all the same, and keeps them."""
+    reports = []
+    given = torch.randn(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[True, False, False, False]] * 2)
+    out = sample_latents(GaussianDenoiser(), torch.zeros(2, 4, dtype=torch.long), (3, 4, 8, 8), "euler", 5, 1.0,
+                         seed=2, given=given, given_mask=mask, network_sees_frames=False, callback=reports.append)
+    assert [report["i"] for report in reports] == list(range(5))
+    assert all(torch.equal(report["denoised"][:, :, 0], given[:, :, 0]) for report in reports)
+    assert torch.equal(out[:, :, 0], given[:, :, 0])
+    torch.testing.assert_close(reports[-1]["x"], out)
+
+
 def test_chunks_cover_the_video_with_half_a_window_shared():
     assert chunk_starts(8, 8, 4) == [0]
     assert chunk_starts(20, 8, 4) == [0, 4, 8, 12]

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from minisora.diffusion import SAMPLERS, get_sampler
-from minisora.diffusion.conditioning import (TASKS, GivenFramesDenoiser, draw_given_masks, hold_given_frames,
-                                             parse_task_mix)
+from minisora.diffusion.conditioning import (TASKS, GivenFramesDenoiser, draw_given_masks, given_frames_denoise,
+                                             hold_given_frames, parse_task_mix)
 from minisora.diffusion.edm import EDMDenoiser
 from minisora.diffusion.flow import FlowDenoiser, Path, flow_matching_loss
 from minisora.diffusion.guidance import GuidedDenoiser
@@ -171,6 +171,60 @@ def test_a_network_never_trained_on_given_frames_gets_them_held_all_the_same():
     assert torch.equal(out, hold_given_frames(torch.zeros_like(x), given, mask))
     with pytest.raises(ValueError, match="given_mask"):
         GivenFramesDenoiser(network_without_frames)(x, torch.ones(1), given=given, given_mask=mask[:, :3])
+
+
+def conditional_gaussian_denoiser(mean_of_b, variance_of_b):
+    """The exact x_0 estimate of data whose generated frames are N(mean_of_b, variance_of_b) per value once the
+    given frames are known: mean + s^2 / (s^2 + sigma^2) (x - mean), per frame (a network trained with the frames)."""
+    def denoiser(x, sigma, given, given_mask):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1, 1)
+        return mean_of_b + variance_of_b / (variance_of_b + sigma**2) * (x - mean_of_b)
+    return denoiser
+
+
+@torch.no_grad()
+def test_the_given_frames_denoiser_samples_the_exact_conditional_along_its_closed_form():
+    """Through Heun steps in sigma, a denoiser that is exact for p(b | given) carries a generated frame along the
+    conditional probability flow's closed form x(sigma) = mu + (x_T - mu) sqrt(s^2 + sigma^2) / sqrt(s^2 + sigma_T^2)
+    (to Heun's error), while a given frame, whose x_0 is held at a, follows the straight line
+    x(sigma) = a + (sigma / sigma_T)(x_T - a), which Heun integrates exactly: the replacement method's noised copy."""
+    from minisora.diffusion.samplers import sample_heun
+
+    mean_of_b, variance_of_b = 0.7, 0.2
+    generator = torch.Generator().manual_seed(4)
+    given = torch.randn(3, 1, 2, 2, 2, generator=generator, dtype=torch.float64)
+    mask = torch.tensor([[True, False]] * 3)
+    sigmas = karras_sigmas(400, sigma_min=1e-3, sigma_max=20.0).double()
+    start = torch.randn(given.shape, generator=generator, dtype=torch.float64) * sigmas[0]
+    states = []
+    denoiser = conditional_gaussian_denoiser(mean_of_b, variance_of_b)
+    out = sample_heun(lambda x, sigma, **cond: given_frames_denoise(denoiser, x, sigma, **cond), start, sigmas,
+                       cond={"given": given, "given_mask": mask}, callback=lambda info: states.append(info["x"]))
+    for i, state in enumerate(states):  # the state after step i, at sigma_{i+1}
+        torch.testing.assert_close(state[:, :, 0], given[:, :, 0] + sigmas[i + 1] / sigmas[0] * (start - given)[:, :, 0],
+                                   rtol=0, atol=1e-10)
+    flow = mean_of_b + (start[:, :, 1] - mean_of_b) * (variance_of_b / (variance_of_b + sigmas[0] ** 2)) ** 0.5
+    torch.testing.assert_close(out[:, :, 1], flow, rtol=0, atol=1e-4)
+    torch.testing.assert_close(out[:, :, 0], given[:, :, 0], rtol=0, atol=1e-10)
+
+
+def test_the_given_frames_denoiser_shows_the_frames_only_to_a_network_trained_with_them():
+    seen = []
+
+    def recorder(x, sigma, **cond):
+        seen.append(sorted(cond))
+        return torch.full_like(x, 5.0)
+
+    x, given = torch.randn(2, 2, 3, 4, 2, 2)
+    mask = torch.tensor([[True, False, False, True], [False, True, False, False]])
+    for sees in (True, False):
+        out = given_frames_denoise(recorder, x, torch.ones(2), given, mask, sees, caption=None)
+        expected = torch.stack([torch.stack([given[b, :, t] if mask[b, t] else torch.full((3, 2, 2), 5.0)
+                                             for t in range(4)], dim=1) for b in range(2)])
+        assert torch.equal(out, expected)
+    assert seen == [["caption", "given", "given_mask"], ["caption"]]
+    with pytest.raises(ValueError, match=r"`given_mask` \(B, T\) = \(2, 4\)"):
+        given_frames_denoise(recorder, x, torch.ones(2), given, mask[:1], True)
 
 
 def test_training_masks_follow_the_task_mix():

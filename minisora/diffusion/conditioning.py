@@ -27,11 +27,25 @@ def hold_given_frames(denoised: torch.Tensor, given: torch.Tensor, given_mask: t
     return torch.where(frames_axis(given_mask.bool()), given.to(denoised.dtype), denoised)
 
 
+def given_frames_denoise(denoiser: Callable, x: torch.Tensor, sigma: torch.Tensor, given: torch.Tensor,
+                         given_mask: torch.Tensor, network_sees_frames: bool = True, **cond) -> torch.Tensor:
+    """The given-frames denoiser: D'(x, sigma) = m * given + (1 - m) * D(x, sigma, given, m, **cond), m the mask
+    (B, T) over the frames. The network is shown the given frames (and told which they are) when it was trained
+    with them; with `network_sees_frames=False` it sees only the noisy state and the frames are held by
+    replacement alone (Ho et al. 2022's replacement method). A ValueError for frames or a mask not shaped like x."""
+    if given is None or given.shape != x.shape or given_mask.shape != (x.shape[0], x.shape[2]):
+        raise ValueError(f"given frames need `given` shaped like x {tuple(x.shape)} and `given_mask` (B, T) = "
+                         f"{(x.shape[0], x.shape[2])}; got {None if given is None else tuple(given.shape)} and "
+                         f"{tuple(given_mask.shape)}")
+    frames = dict(given=given, given_mask=given_mask) if network_sees_frames else {}
+    return hold_given_frames(denoiser(x, sigma, **frames, **cond), given, given_mask)
+
+
 class GivenFramesDenoiser(nn.Module):
-    """D'(x, sigma, given, given_mask, **cond) = given where given_mask, D(x, sigma, given, given_mask, **cond)
-    elsewhere: a denoiser that holds the given frames at their clean values, so any sampler keeps them. A network
-    that was never trained with given frames still gets them held (`network_sees_frames=False` does not pass them
-    on): the replacement method of inpainting, for comparison. Without given_mask it is the denoiser itself."""
+    """A denoiser that holds the given frames at their clean values (`given_frames_denoise`), so that any sampler
+    keeps them. A network that was never trained with given frames still gets them held (`network_sees_frames=False`
+    does not pass them on): the replacement method of inpainting, for comparison. Without given_mask it is the
+    denoiser itself."""
 
     def __init__(self, denoiser: Callable, network_sees_frames: bool = True):
         super().__init__()
@@ -41,12 +55,7 @@ class GivenFramesDenoiser(nn.Module):
                 given_mask: Optional[torch.Tensor] = None, **cond) -> torch.Tensor:
         if given_mask is None:
             return self.denoiser(x, sigma, **cond)
-        if given is None or given.shape != x.shape or given_mask.shape != (x.shape[0], x.shape[2]):
-            raise ValueError(f"given frames need `given` shaped like x {tuple(x.shape)} and `given_mask` (B, T) = "
-                             f"{(x.shape[0], x.shape[2])}; got {None if given is None else tuple(given.shape)} and "
-                             f"{tuple(given_mask.shape)}")
-        frames = dict(given=given, given_mask=given_mask) if self.network_sees_frames else {}
-        return hold_given_frames(self.denoiser(x, sigma, **frames, **cond), given, given_mask)
+        return given_frames_denoise(self.denoiser, x, sigma, given, given_mask, self.network_sees_frames, **cond)
 
 
 # the tasks a training sample can be given, each a way of choosing given frames of a T-frame clip
