@@ -7,6 +7,7 @@
   python -m minisora data [--key=value ...]         write a tiny video dataset to disk (.mp4 files + captions.jsonl)
   python -m minisora memory --preset 256px|480p|720p10s|tiny [--key=value ...]   will it fit the GPU (or each of N)?
   python -m minisora download [DiT-XL-2-256x256 sd-vae-ft-ema ...] [--folder weights]   fetch released weights
+  python -m minisora demo --checkpoint runs/sora/model.pt [--port 7860]   a web page to prompt it every way (Gradio)
   python -m minisora sample-imagenet --class 207 --class 360 [--dit weights/DiT-XL-2-256x256.pt]
         [--vae weights/sd-vae-ft-ema] [--steps 25] [--cfg 4] [--sampler dpmpp_2m] [--device auto] [--precision fp32]
         the DiT paper's released weights in minisora's DiT (the paper's own sampling: --sampler ddpm_learned_variance
@@ -89,6 +90,12 @@ def main(argv=None) -> int:
                        help="DiT-XL-2-256x256, DiT-XL-2-512x512, sd-vae-ft-ema, sd-vae-ft-mse (default: the first "
                             "and the third)")
     fetch.add_argument("--folder", default="weights", help="where the files go")
+    demo = commands.add_parser("demo", help="a local web page (Gradio) to prompt a trained model every way")
+    demo.add_argument("--checkpoint", default="runs/sora/model.pt", help="model.pt of a text-to-video run, or a "
+                                                                          "folder written by save_pretrained")
+    demo.add_argument("--port", type=int, default=7860, help="the page is http://127.0.0.1:PORT")
+    demo.add_argument("--device", default="auto", help="cpu, cuda, mps (auto: a CUDA GPU, else MPS, else the CPU)")
+    demo.add_argument("--open", action="store_true", help="open the page in the browser")
     commands.add_parser("data", help="write a tiny video dataset (.mp4 files + captions.jsonl); override --key=value")
     memory = commands.add_parser("memory", help="plan a training step's GPU memory; override any field as --key=value")
     memory.add_argument("--preset", default="256px", choices=("256px", "480p", "720p10s", "tiny"),
@@ -138,6 +145,15 @@ def main(argv=None) -> int:
             run_sample_imagenet(arguments.dit, arguments.vae, arguments.classes, arguments.steps, arguments.cfg,
                                 arguments.sampler, arguments.seed, arguments.out, arguments.guided_channels, device,
                                 arguments.precision)
+        except BAD_INPUT as error:
+            parser.exit(2, f"error: {error}\n")
+        return 0
+    if arguments.command == "demo":
+        if overrides:
+            parser.error(f"demo takes no {' '.join(overrides)}; see its --help")
+        from .demo import run_demo
+        try:
+            run_demo(arguments.checkpoint, arguments.port, arguments.device, arguments.open)
         except BAD_INPUT as error:
             parser.exit(2, f"error: {error}\n")
         return 0

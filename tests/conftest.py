@@ -103,3 +103,30 @@ def impl(request):
     if choice == "solutions":
         return _exercise_module(lessons[0], "solutions")
     return reference_namespace(module)
+
+
+UNTRAINED_TOY = dict(num_frames=8, hidden=32, depth=1, heads=2, text_hidden=16, text_depth=1,
+                     frame_marking="mask_channel", task_mix="text:1,first:1,head:1,tail:1,first_last:1", expert_steps=0)
+
+
+@pytest.fixture(scope="session")
+def untrained_toy(tmp_path_factory):
+    """A folder with model.pt of an untrained text-to-video toy (random weights, the tiny world's words: built, not
+    trained, for the plumbing of sampling, the pipeline and the demo), a clip of the world (clip.mp4) and its first
+    frame (first.png)."""
+    from minisora.data.video_io import write_image, write_video
+    from minisora.models.text import CaptionTokenizer
+    from minisora.pipeline import build_denoiser, save_model
+    from minisora.train.video_config import VideoConfig
+    from tiny_datasets.videos import video_dataset
+
+    out = tmp_path_factory.mktemp("untrained_toy")
+    config = VideoConfig(out_dir=str(out), **UNTRAINED_TOY)
+    items = video_dataset("shapes", num_items=32, image_size=32, num_frames=8, seed=3)
+    tokenizer = CaptionTokenizer.from_captions([item["caption"] for item in items])
+    torch.manual_seed(0)
+    save_model(out / "model.pt", config, tokenizer, (3, 8, 32, 32), build_denoiser(config, (3, 8, 32, 32),
+                                                                                     len(tokenizer)), None)
+    write_video(out / "clip.mp4", items[0]["video"])
+    write_image(out / "first.png", items[0]["video"][:, :1])
+    return out

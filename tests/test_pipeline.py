@@ -1,6 +1,6 @@
 """minisora.pipeline: one object for a trained model. Every task gives what `python -m minisora sample` gives for the
 same seed (the same files, byte for byte); a saved folder loads back to the same model; inputs come as tensors,
-PIL images or files; bad input is a clear error. The model is an untrained toy (built, not trained: the plumbing is
+PIL images or files; bad input is a clear error. The model is an untrained untrained_toy (built, not trained: the plumbing is
 what is checked here)."""
 import json
 import subprocess
@@ -12,62 +12,40 @@ import torch
 from PIL import Image
 
 from minisora.__main__ import main
-from minisora.data.video_io import write_image, write_video
-from minisora.models.text import CaptionTokenizer
-from minisora.pipeline import TinySora, Videos, build_denoiser, load_model, save_model
-from minisora.train.video_config import VideoConfig
-from tiny_datasets.videos import video_dataset
+from minisora.pipeline import TinySora, Videos, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY = dict(num_frames=8, hidden=32, depth=1, heads=2, text_hidden=16, text_depth=1, frame_marking="mask_channel",
-           task_mix="text:1,first:1,head:1,tail:1,first_last:1", expert_steps=0)
 PROMPT = "a large red square moving right slowly"
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    """model.pt of an untrained toy (random weights, the tiny world's words), a clip and its first frame."""
-    out = tmp_path_factory.mktemp("toy")
-    config = VideoConfig(out_dir=str(out), **TOY)
-    items = video_dataset("shapes", num_items=32, image_size=32, num_frames=8, seed=3)
-    tokenizer = CaptionTokenizer.from_captions([item["caption"] for item in items])
-    torch.manual_seed(0)
-    denoiser = build_denoiser(config, (3, 8, 32, 32), len(tokenizer))
-    save_model(out / "model.pt", config, tokenizer, (3, 8, 32, 32), denoiser, None)
-    clip = items[0]["video"]
-    write_video(out / "clip.mp4", clip)
-    write_image(out / "first.png", clip[:, :1])
-    return out
-
-
 TASKS = {  # CLI flags, and the same task through the pipeline
-    "text to video": ([], lambda sora, toy, **common: sora.text_to_video(PROMPT, **common)),
-    "text to image": (["--frames", "1"], lambda sora, toy, **common: sora.text_to_image(PROMPT, **common)),
-    "long video": (["--frames", "12"], lambda sora, toy, **common: sora.text_to_video(PROMPT, frames=12, **common)),
+    "text to video": ([], lambda sora, untrained_toy, **common: sora.text_to_video(PROMPT, **common)),
+    "text to image": (["--frames", "1"], lambda sora, untrained_toy, **common: sora.text_to_image(PROMPT, **common)),
+    "long video": (["--frames", "12"], lambda sora, untrained_toy, **common: sora.text_to_video(PROMPT, frames=12, **common)),
     "image to video": (["--first-frame", "first.png"],
-                       lambda sora, toy, **common: sora.image_to_video(toy / "first.png", PROMPT, **common)),
+                       lambda sora, untrained_toy, **common: sora.image_to_video(untrained_toy / "first.png", PROMPT, **common)),
     "interpolate": (["--first-frame", "first.png", "--last-frame", "first.png"],
-                    lambda sora, toy, **common: sora.interpolate(toy / "first.png", toy / "first.png", PROMPT,
+                    lambda sora, untrained_toy, **common: sora.interpolate(untrained_toy / "first.png", untrained_toy / "first.png", PROMPT,
                                                                  **common)),
-    "loop": (["--loop"], lambda sora, toy, **common: sora.loop(PROMPT, **common)),
-    "extend forward": (["--extend", "clip.mp4"], lambda sora, toy, **common: sora.extend(toy / "clip.mp4", PROMPT,
+    "loop": (["--loop"], lambda sora, untrained_toy, **common: sora.loop(PROMPT, **common)),
+    "extend forward": (["--extend", "clip.mp4"], lambda sora, untrained_toy, **common: sora.extend(untrained_toy / "clip.mp4", PROMPT,
                                                                                          **common)),
     "extend backward": (["--extend-backward", "clip.mp4", "--frames", "12"],
-                        lambda sora, toy, **common: sora.extend(toy / "clip.mp4", PROMPT, backward=True, frames=12,
+                        lambda sora, untrained_toy, **common: sora.extend(untrained_toy / "clip.mp4", PROMPT, backward=True, frames=12,
                                                                 **common)),
     "edit": (["--edit", "clip.mp4", "--strength", "0.5"],
-             lambda sora, toy, **common: sora.edit(toy / "clip.mp4", PROMPT, strength=0.5, **common)),
+             lambda sora, untrained_toy, **common: sora.edit(untrained_toy / "clip.mp4", PROMPT, strength=0.5, **common)),
 }
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_every_task_gives_what_the_command_gives_for_the_same_seed(task, toy, tmp_path):
+def test_every_task_gives_what_the_command_gives_for_the_same_seed(task, untrained_toy, tmp_path):
     flags, call = TASKS[task]
-    flags = [str(toy / flag) if flag.endswith((".png", ".mp4")) else flag for flag in flags]
-    assert main(["sample", "--checkpoint", str(toy / "model.pt"), "--prompt", PROMPT, "--steps", "2", "--num", "2",
+    flags = [str(untrained_toy / flag) if flag.endswith((".png", ".mp4")) else flag for flag in flags]
+    assert main(["sample", "--checkpoint", str(untrained_toy / "model.pt"), "--prompt", PROMPT, "--steps", "2", "--num", "2",
                  "--seed", "5", "--sampler", "euler", "--out", str(tmp_path / "command"), *flags]) == 0
-    sora = TinySora.from_pretrained(toy / "model.pt", device="cpu")
-    videos = call(sora, toy, num=2, steps=2, seed=5, sampler="euler")
+    sora = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu")
+    videos = call(sora, untrained_toy, num=2, steps=2, seed=5, sampler="euler")
     assert isinstance(videos, Videos) and videos.captions == [PROMPT, PROMPT]
     videos.save(tmp_path / "pipeline")
     written = sorted(path.name for path in (tmp_path / "command").iterdir())
@@ -78,8 +56,8 @@ def test_every_task_gives_what_the_command_gives_for_the_same_seed(task, toy, tm
     assert f"00.{kind}" in written and f"01.{kind}" in written
 
 
-def test_a_saved_folder_loads_back_to_the_same_model(toy, tmp_path):
-    sora = TinySora.from_pretrained(toy / "model.pt", device="cpu")
+def test_a_saved_folder_loads_back_to_the_same_model(untrained_toy, tmp_path):
+    sora = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu")
     folder = sora.save_pretrained(tmp_path / "shared", scores={"trained": {"adherence": 0.5, "colour": 0.75}})
     assert sorted(path.name for path in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (folder / "README.md").read_text()
@@ -93,8 +71,8 @@ def test_a_saved_folder_loads_back_to_the_same_model(toy, tmp_path):
     assert torch.equal(first, again.text_to_video(PROMPT, steps=2, seed=1).tensor)
 
 
-def test_a_folder_missing_a_file_or_of_another_version_is_a_clear_error(toy, tmp_path):
-    folder = TinySora.from_pretrained(toy / "model.pt", device="cpu").save_pretrained(tmp_path / "shared")
+def test_a_folder_missing_a_file_or_of_another_version_is_a_clear_error(untrained_toy, tmp_path):
+    folder = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu").save_pretrained(tmp_path / "shared")
     (folder / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
     with pytest.raises(FileNotFoundError, match="lacks model.safetensors"):
         TinySora.from_pretrained(folder)
@@ -108,16 +86,16 @@ def test_a_folder_missing_a_file_or_of_another_version_is_a_clear_error(toy, tmp
         TinySora.from_pretrained(tmp_path / "other.pt")
 
 
-def test_images_come_as_tensors_pil_images_or_files_alike(toy):
-    sora = TinySora.from_pretrained(toy / "model.pt", device="cpu")
-    frame = load_model(toy / "model.pt")  # a second load, to show nothing is shared between the two
+def test_images_come_as_tensors_pil_images_or_files_alike(untrained_toy):
+    sora = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu")
+    frame = load_model(untrained_toy / "model.pt")  # a second load, to show nothing is shared between the two
     assert frame[2] == sora.data_shape
     from minisora.data.video_io import read_image, to_frames
 
-    image = read_image(toy / "first.png")  # (3, 1, 32, 32)
+    image = read_image(untrained_toy / "first.png")  # (3, 1, 32, 32)
     pil = Image.fromarray(to_frames(image)[0])
     made = [sora.image_to_video(source, PROMPT, steps=2).tensor for source in (image, image[:, 0], pil,
-                                                                                toy / "first.png")]
+                                                                                untrained_toy / "first.png")]
     for other in made[1:]:
         assert torch.equal(made[0], other)
     assert torch.equal(made[0][0, :, 0], image[:, 0])  # the given frame comes back as given
@@ -135,14 +113,14 @@ def test_images_come_as_tensors_pil_images_or_files_alike(toy):
     (lambda sora: sora.loop(PROMPT, frames=8), "up to 7 frames"),
     (lambda sora: sora.edit(torch.zeros(3, 8, 32, 32), PROMPT, strength=0), r"strength must be in \(0, 1\]"),
 ])
-def test_bad_input_is_a_clear_error_before_any_sampling(toy, call, message):
-    sora = TinySora.from_pretrained(toy / "model.pt", device="cpu")
+def test_bad_input_is_a_clear_error_before_any_sampling(untrained_toy, call, message):
+    sora = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu")
     with pytest.raises(ValueError, match=message):
         call(sora)
 
 
-def test_saving_refuses_to_replace_samples_unless_asked(toy, tmp_path):
-    videos = TinySora.from_pretrained(toy / "model.pt", device="cpu").text_to_video(PROMPT, steps=2)
+def test_saving_refuses_to_replace_samples_unless_asked(untrained_toy, tmp_path):
+    videos = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu").text_to_video(PROMPT, steps=2)
     videos.save(tmp_path)
     with pytest.raises(ValueError, match="already holds samples"):
         videos.save(tmp_path)
