@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     sample.add_argument("--strength", type=float, help="how much --edit redraws, in (0, 1]: 0.3 keeps most of it")
     sample.add_argument("--overwrite", action="store_true", help="replace the samples of an earlier run in --out "
                                                                  "(otherwise an error)")
+    sample.add_argument("--device", default="auto", help="cpu, cuda, mps (auto: a CUDA GPU, else Apple's MPS, else "
+                                                         "the CPU); a seed gives the same videos on one device")
     imagenet = commands.add_parser("sample-imagenet", help="sample ImageNet classes with the DiT paper's released "
                                    "weights, decoded by Stable Diffusion's VAE, all in minisora's modules")
     imagenet.add_argument("--dit", default="weights/DiT-XL-2-256x256.pt",
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         try:
             run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
                        arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting,
-                       arguments.overwrite)
+                       arguments.overwrite, arguments.device)
         except BAD_INPUT + (video_read_error(),) as error:
             parser.exit(2, f"error: {error}\n")
         return 0

@@ -8,18 +8,16 @@ image-to-video), so the frames are never extrapolated away from.
 """
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
-from .data.video_io import read_image, read_video, write_gif, write_image, write_video
+from .data.video_io import read_image, read_video
 from .diffusion import get_sampler
-from .diffusion.conditioning import GivenFramesDenoiser, gives_frames, hold_given_frames, parse_task_mix
+from .diffusion.conditioning import GivenFramesDenoiser, hold_given_frames
 from .diffusion.guidance import GuidedDenoiser
 from .diffusion.schedules import karras_sigmas
-from .models.patches import check_patchable
-from .models.text import PAD, split_words
+from .models.text import PAD
 from .randomness import randn
 
 KARRAS_SIGMA_MAX = 80.0  # where sampling from pure noise starts (Karras et al. 2022)
@@ -187,121 +185,61 @@ def read_sized(path: str, kind: str, height: int, width: int) -> torch.Tensor:
     return frames
 
 
+COMMAND_NAMES = {"num": "--num", "steps": "--steps", "guidance": "--cfg", "guidance_min_sigma": "--cfg-min-sigma",
+                 "frames": "--frames", "overwrite": "--overwrite"}  # the pipeline's checks, in the command's words
+
+
 def run_sample(checkpoint: str, prompts: Sequence[str], sampler: str = "heun", steps: int = 30, cfg: float = 4.0,
                num: int = 4, seed: int = 0, out: str = "samples", cfg_min_sigma: Optional[float] = None,
-               prompting: Optional[Prompting] = None, overwrite: bool = False) -> dict:
-    """`python -m minisora sample`: `num` videos per prompt from a model.pt, prompted as `prompting` says (length,
-    size, given frames, a video to extend or edit), written as OUT/NN.mp4 (at the model's size, to give back to
-    --extend or --edit) and NN.gif (enlarged), or NN.png for one frame, with one tiled OUT/samples.gif, and scored
-    against the model's world where the prompt names what the world can show. Guidance applies above
-    `cfg_min_sigma` (None: the model's own `guidance_min_sigma`). Files of an earlier run in OUT are replaced only
-    with `overwrite`: otherwise they are an error before any work."""
-    from .scoring import score_images, score_videos
-    from .train.video import decode, describe_scores, load_model, write_samples
+               prompting: Optional[Prompting] = None, overwrite: bool = False, device: str = "cpu") -> dict:
+    """`python -m minisora sample`: `num` videos per prompt from a model.pt (or a saved folder), prompted through
+    the pipeline as `prompting` says (length, size, given frames, a video to extend or edit), written as OUT/NN.mp4
+    (at the model's size, to give back to --extend or --edit) and NN.gif (enlarged), or NN.png for one frame, with
+    one tiled OUT/samples.gif, and scored against the model's world where the prompt names what the world can show.
+    Guidance applies above `cfg_min_sigma` (None: the model's own `guidance_min_sigma`). Files of an earlier run in
+    OUT are replaced only with `overwrite`: otherwise they are an error before any work."""
+    from .pipeline import TinySora, check_samples_folder, check_sampling
+    from .scoring import describe_scores
 
     prompting = prompting or Prompting()
-    if num < 1 or steps < 1:
-        raise ValueError(f"--num and --steps must be at least 1, got --num {num} and --steps {steps}")
-    if not math.isfinite(cfg) or cfg < 0:
-        raise ValueError(f"--cfg must be a finite number >= 0 (1 is no guidance, 4 a usual choice), got {cfg}")
-    if cfg_min_sigma is not None and cfg_min_sigma < 0:
-        raise ValueError(f"--cfg-min-sigma is a noise level, >= 0; got {cfg_min_sigma}")
+    check_sampling(num, steps, cfg, cfg_min_sigma, names=COMMAND_NAMES)
     prompting.check()
-    if not overwrite:
-        written = [f"{index:02d}.{kind}" for index in range(len(prompts) * num) for kind in ("png", "mp4", "gif")]
-        found = [name for name in written + ["samples.gif", "samples.mp4", "samples.png", "captions.txt"]
-                 if (Path(out) / name).exists()]
-        if found:
-            raise ValueError(f"{out} already holds samples ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''})"
-                             f"; pass --overwrite to replace them, or --out ANOTHER_FOLDER")
-    config, tokenizer, data_shape, denoiser, vae = load_model(checkpoint)
-    channels, window, trained_height, trained_width = data_shape
-    asks_for_size = prompting.frames is not None or prompting.size is not None
-    if vae is not None and (asks_for_size or prompting.gives_frames or prompting.edit):
-        raise ValueError(f"{checkpoint} samples a VAE's latents; --frames, --size, given frames and --edit work with "
-                         f"pixel-space models (space=pixel, as the tiny preset) for now")
+    check_samples_folder(out, len(prompts) * num, overwrite, names=COMMAND_NAMES)
+    sora = TinySora.from_pretrained(checkpoint, device=device)
+    _, window, trained_height, trained_width = sora.data_shape
     height, width = parse_size(prompting.size) if prompting.size else (trained_height, trained_width)
-    check_patchable((1, height, width), (1, config.patch_size, config.patch_size))
-    unknown = sorted({word for prompt in prompts for word in split_words(prompt) if word not in tokenizer.ids})
-    if unknown:
-        print(f"warning: the model never saw the words {unknown}; they are read as <unknown>. Its words: "
-              f"{' '.join(tokenizer.words[3:])}")
-    if prompting.gives_frames and config.frame_marking == "none" and not gives_frames(parse_task_mix(config.task_mix)):
-        print("warning: this model was trained on text alone; given frames are only held in place (replacement), "
-              "so what it draws around them may not follow on from them")
-    captions = [prompt for prompt in prompts for _ in range(num)]
-    ids = tokenizer.encode(captions, config.caption_length)
-    count = len(captions)
-    min_sigma = config.guidance_min_sigma if cfg_min_sigma is None else cfg_min_sigma
-    context = max(1, window // 2)  # frames a chunk or an extension is given: what training gave (the head task)
+    common = dict(num=num, steps=steps, guidance=cfg, sampler=sampler, seed=seed, guidance_min_sigma=cfg_min_sigma)
 
-    def sample(total, given=None, mask=None, backward=False, offset=0):
-        return sample_long(denoiser, ids, (channels, total, height, width), window, sampler, steps, cfg,
-                           seed + offset, min_sigma, given, mask, backward)
+    def given(path: Optional[str], kind: str) -> Optional[torch.Tensor]:
+        """The file's frames, checked to be the output's size (and the error in the flags' words), or None."""
+        return read_sized(path, kind, height, width) if path else None
 
     if prompting.extend or prompting.extend_backward:
-        forward = bool(prompting.extend)
-        clip = read_sized(prompting.extend or prompting.extend_backward, "video", height, width)
-        if clip.shape[1] < context:
-            raise ValueError(f"{prompting.extend or prompting.extend_backward} has {clip.shape[1]} frames; this model "
-                             f"continues from {context} (half its {window}-frame window): give a longer clip")
-        total = prompting.frames or clip.shape[1] + window - context
-        if total <= clip.shape[1]:
-            raise ValueError(f"--frames {total} leaves nothing to make after the clip's {clip.shape[1]} frames; ask "
-                             f"for more")
-        new = total - clip.shape[1]
-        # only the `context` frames next to the new ones are given, as in training
-        anchor = clip[:, -context:] if forward else clip[:, :context]
-        given = torch.zeros(count, 3, new + context, height, width)
-        mask = torch.zeros(count, new + context, dtype=torch.bool)
-        frames = slice(0, context) if forward else slice(new, new + context)
-        given[:, :, frames], mask[:, frames] = anchor, True
-        made = sample(new + context, given, mask, backward=not forward)
-        clips = clip.expand(count, *clip.shape)
-        videos = torch.cat([clips, made[:, :, context:]] if forward else [made[:, :, :new], clips], dim=2)
+        path = prompting.extend or prompting.extend_backward
+        given(path, "video")  # read again by the pipeline, which names the file in its errors
+        videos = sora.extend(path, prompts, backward=not prompting.extend, frames=prompting.frames, **common)
     elif prompting.edit:
-        clip = read_sized(prompting.edit, "video", height, width)
-        if clip.shape[1] > window:
-            raise ValueError(f"{prompting.edit} has {clip.shape[1]} frames; --edit redraws clips of up to the "
-                             f"model's {window} frames: cut it shorter")
-        videos = sample_latents(denoiser, ids, (channels, clip.shape[1], height, width), sampler, steps, cfg, seed,
-                                min_sigma, start=clip.expand(count, *clip.shape), strength=prompting.strength)
+        given(prompting.edit, "video")
+        videos = sora.edit(prompting.edit, prompts, strength=prompting.strength, **common)
+    elif prompting.loop:
+        videos = sora.loop(prompts, first=given(prompting.first_frame, "image"), frames=prompting.frames, **common)
+    elif prompting.last_frame:
+        videos = sora.interpolate(given(prompting.first_frame, "image"), given(prompting.last_frame, "image"),
+                                  prompts, frames=prompting.frames, **common)
+    elif prompting.first_frame:
+        videos = sora.image_to_video(given(prompting.first_frame, "image"), prompts, frames=prompting.frames, **common)
     else:
-        total = prompting.frames or window - prompting.loop
-        if total + prompting.loop > window and (prompting.last_frame or prompting.loop):
-            raise ValueError(f"--last-frame and --loop make clips of up to {window - prompting.loop} frames (the "
-                             f"model's window holds both ends); ask for --frames {window - prompting.loop} or fewer")
-        first = read_sized(prompting.first_frame, "image", height, width) if prompting.first_frame else None
-        if prompting.loop:
-            videos = sample_loop(denoiser, ids, (channels, total, height, width), sampler, steps, cfg, seed, min_sigma,
-                                 None if first is None else first.expand(count, *first.shape))
-        else:
-            given, mask = torch.zeros(count, 3, total, height, width), None
-            if first is not None or prompting.last_frame:
-                mask = torch.zeros(count, total, dtype=torch.bool)
-            if first is not None:
-                given[:, :, 0], mask[:, 0] = first[:, 0], True
-            if prompting.last_frame:
-                given[:, :, -1], mask[:, -1] = read_sized(prompting.last_frame, "image", height, width)[:, 0], True
-            videos = sample(total, given if mask is not None else None, mask, offset=1)
-    videos = decode(vae, videos)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, video in enumerate(videos):
-        if video.shape[1] == 1:
-            write_image(folder / f"{index:02d}.png", video)
-        else:
-            write_video(folder / f"{index:02d}.mp4", video)
-            write_gif(folder / f"{index:02d}.gif", video, scale=4)
-    write_samples(videos, folder, columns=num)
-    (folder / "captions.txt").write_text("\n".join(captions) + "\n")
-    kind = "images" if videos.shape[2] == 1 else "videos"
-    print(f"wrote {len(videos)} {kind} of {videos.shape[2]} frames of {height}x{width} to {folder} "
+        videos = sora.text_to_video(prompts, frames=prompting.frames,
+                                    size=(height, width) if prompting.size else None, **common)
+    folder = videos.save(out, overwrite=True)  # an earlier run's samples were refused above
+    count, frames = videos.tensor.shape[0], videos.tensor.shape[2]
+    kind = "images" if frames == 1 else "videos"
+    print(f"wrote {count} {kind} of {frames} frames of {videos.tensor.shape[3]}x{videos.tensor.shape[4]} to {folder} "
           f"({'NN.png' if kind == 'images' else 'NN.mp4, NN.gif'}; samples.gif tiles them, a row per prompt)")
     try:
-        scores = (score_images if videos.shape[2] == 1 else score_videos)(videos, captions, config.dataset)
+        scores = videos.scores()
     except ValueError as reason:
         print(f"not scored: {reason}")
         return {}
-    print(f"scored against the {config.dataset} world: {describe_scores(scores, config.dataset)}")
+    print(f"scored against the {sora.config.dataset} world: {describe_scores(scores, sora.config.dataset)}")
     return scores

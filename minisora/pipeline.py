@@ -180,8 +180,8 @@ def load_folder(folder) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...],
     folder = Path(folder)
     missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder} lacks {' and '.join(missing)}: a model folder holds {', '.join(FOLDER_FILES)}"
-                                f" (and README.md), as TinySora.save_pretrained writes it")
+        raise FileNotFoundError(f"{folder} lacks {' and '.join(missing)}: a model folder holds "
+                                f"{', '.join(FOLDER_FILES)} (and README.md), as TinySora.save_pretrained writes it")
     try:
         description = json.loads((folder / "config.json").read_text())
     except json.JSONDecodeError as error:
@@ -199,6 +199,41 @@ def load_folder(folder) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...],
     vae = None if description["vae"] is None else {"config": description["vae"], "model": part("vae")}
     return _assemble(folder, description["config"], description["words"], description["data_shape"], part("model"),
                      part("expert") if description["expert"] else None, vae)
+
+
+# ---- checks shared with the sample command (which names the settings by its flags) ----
+
+API_NAMES = {"num": "num", "steps": "steps", "guidance": "guidance", "guidance_min_sigma": "guidance_min_sigma",
+             "frames": "frames", "overwrite": "overwrite=True"}
+
+
+def check_sampling(num: int, steps: int, guidance: float, guidance_min_sigma: Optional[float],
+                   frames: Optional[int] = None, names: dict = API_NAMES) -> None:
+    """Clear errors for settings no task can use, each named as the caller knows it (`names`: the pipeline's
+    arguments, or the command's flags)."""
+    if num < 1 or steps < 1:
+        raise ValueError(f"{names['num']} and {names['steps']} must be at least 1, got {names['num']} {num} and "
+                         f"{names['steps']} {steps}")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"{names['guidance']} must be a finite number >= 0 (1 is no guidance, 4 a usual choice), got "
+                         f"{guidance}")
+    if guidance_min_sigma is not None and guidance_min_sigma < 0:
+        raise ValueError(f"{names['guidance_min_sigma']} is a noise level, >= 0; got {guidance_min_sigma}")
+    if frames is not None and frames < 1:
+        raise ValueError(f"{names['frames']} must be at least 1 (1 makes images), got {frames}")
+
+
+def check_samples_folder(folder, count: int, overwrite: bool, names: dict = API_NAMES) -> None:
+    """Samples of an earlier run in `folder` (NN.png/mp4/gif, samples.*, captions.txt) are replaced only when asked:
+    otherwise an error, before any work."""
+    if overwrite:
+        return
+    written = [f"{index:02d}.{kind}" for index in range(count) for kind in ("png", "mp4", "gif")]
+    found = [name for name in written + ["samples.gif", "samples.mp4", "samples.png", "captions.txt"]
+             if (Path(folder) / name).exists()]
+    if found:
+        raise ValueError(f"{folder} already holds samples ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''})"
+                         f"; pass {names['overwrite']} to replace them, or another folder")
 
 
 # ---- what a pipeline returns ----
@@ -224,14 +259,7 @@ class Videos:
         frame; samples.gif (.mp4, .png) tiling them, a row per prompt; captions.txt. Files already in the folder are
         an error unless `overwrite`."""
         folder = Path(folder)
-        if not overwrite:
-            names = [f"{index:02d}.{kind}" for index in range(len(self.tensor)) for kind in ("png", "mp4", "gif")]
-            found = [name for name in names + ["samples.gif", "samples.mp4", "samples.png", "captions.txt"]
-                     if (folder / name).exists()]
-            if found:
-                raise ValueError(f"{folder} already holds samples ({', '.join(found[:4])}"
-                                 f"{', ...' if len(found) > 4 else ''}); pass overwrite=True (--overwrite) to replace "
-                                 f"them, or another folder")
+        check_samples_folder(folder, len(self.tensor), overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         for index, video in enumerate(self.tensor):
             if video.shape[1] == 1:
@@ -316,23 +344,24 @@ class TinySora:
         given[:, :, 0], mask[:, 0] = first[:, 0], True
         return job.finish(job.long(total, seed + 1, given, mask))
 
-    def interpolate(self, first: ImageLike, last: ImageLike, prompt: Union[str, Sequence[str]],
+    def interpolate(self, first: Optional[ImageLike], last: Optional[ImageLike], prompt: Union[str, Sequence[str]],
                     frames: Optional[int] = None, num: int = 1, steps: int = 30, guidance: float = 4.0,
                     sampler: str = "heun", seed: int = 0, guidance_min_sigma: Optional[float] = None) -> Videos:
-        """Videos from `first` to `last` (both of the output's size), in one window of the model's length."""
-        first, last = as_image(first), as_image(last)
-        if first.shape != last.shape:
-            raise ValueError(f"the first and last frames must have one size, got {tuple(first.shape[2:])} and "
-                             f"{tuple(last.shape[2:])}")
-        job = self._job(prompt, num, steps, guidance, sampler, frames, tuple(first.shape[2:]), guidance_min_sigma,
-                        gives=True)
+        """Videos from `first` to `last` (of one size, the output's), in one window of the model's length; with
+        `first` None, videos that end on `last`."""
+        ends = [None if end is None else as_image(end) for end in (first, last)]
+        sizes = {tuple(end.shape[2:]) for end in ends if end is not None}
+        if ends[1] is None or len(sizes) != 1:
+            raise ValueError(f"give the last frame (and the first, if any) at one size; got sizes {sorted(sizes)}")
+        job = self._job(prompt, num, steps, guidance, sampler, frames, sizes.pop(), guidance_min_sigma, gives=True)
         total = frames or job.window
         if total > job.window:
-            raise ValueError(f"interpolation makes clips of up to the model's {job.window} frames (its window holds "
-                             f"both ends); ask for {job.window} frames or fewer")
+            raise ValueError(f"clips that end on a given frame are up to the model's {job.window} frames (its window "
+                             f"holds both ends); ask for {job.window} frames or fewer")
         given, mask = job.empty(total)
-        given[:, :, 0], mask[:, 0] = first[:, 0], True
-        given[:, :, -1], mask[:, -1] = last[:, 0], True
+        for index, end in zip((0, -1), ends):
+            if end is not None:
+                given[:, :, index], mask[:, index] = end[:, 0], True
         return job.finish(job.long(total, seed + 1, given, mask))
 
     def loop(self, prompt: Union[str, Sequence[str]], first: Optional[ImageLike] = None, frames: Optional[int] = None,
@@ -344,7 +373,7 @@ class TinySora:
                         None if start is None else tuple(start.shape[2:]), guidance_min_sigma, gives=True)
         total = frames or job.window - 1
         if total + 1 > job.window:
-            raise ValueError(f"loops are clips of up to {job.window - 1} frames (the model's window holds the first "
+            raise ValueError(f"loops make clips of up to {job.window - 1} frames (the model's window holds the first "
                              f"frame again at the end); ask for {job.window - 1} frames or fewer")
         return job.finish(sample_loop(self.denoiser, job.ids, job.shape(total), sampler, steps, guidance, seed,
                                       job.min_sigma, None if start is None else start.expand(job.count, *start.shape)))
@@ -359,8 +388,8 @@ class TinySora:
                         gives=True)
         context = job.context
         if clip.shape[1] < context:
-            raise ValueError(f"the clip has {clip.shape[1]} frames; this model continues from {context} (half its "
-                             f"{job.window}-frame window): give a longer clip")
+            raise ValueError(f"{named(video)} has {clip.shape[1]} frames; this model continues from {context} (half "
+                             f"its {job.window}-frame window): give a longer clip")
         total = frames or clip.shape[1] + job.window - context
         if total <= clip.shape[1]:
             raise ValueError(f"{total} frames leave nothing to make after the clip's {clip.shape[1]} frames; ask for "
@@ -386,7 +415,7 @@ class TinySora:
         job = self._job(prompt, num, steps, guidance, sampler, clip.shape[1], tuple(clip.shape[2:]),
                         guidance_min_sigma, gives=True)
         if clip.shape[1] > job.window:
-            raise ValueError(f"the clip has {clip.shape[1]} frames; edit redraws clips of up to the model's "
+            raise ValueError(f"{named(video)} has {clip.shape[1]} frames; an edit redraws clips of up to the model's "
                              f"{job.window} frames: cut it shorter")
         return job.finish(sample_latents(self.denoiser, job.ids, job.shape(clip.shape[1]), sampler, steps, guidance,
                                          seed, job.min_sigma, start=clip.expand(job.count, *clip.shape),
@@ -407,14 +436,7 @@ class _Job:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else []
         if not prompts or not all(isinstance(text, str) for text in prompts):
             raise ValueError(f"prompt must be a caption or a list of captions, got {prompt!r}")
-        if num < 1 or steps < 1:
-            raise ValueError(f"num and steps must be at least 1, got num={num} and steps={steps}")
-        if not math.isfinite(guidance) or guidance < 0:
-            raise ValueError(f"guidance must be a finite number >= 0 (1 is none, 4 a usual choice), got {guidance}")
-        if guidance_min_sigma is not None and guidance_min_sigma < 0:
-            raise ValueError(f"guidance_min_sigma is a noise level, >= 0; got {guidance_min_sigma}")
-        if frames is not None and frames < 1:
-            raise ValueError(f"frames must be at least 1 (1 makes images), got {frames}")
+        check_sampling(num, steps, guidance, guidance_min_sigma, frames)
         check_sampler(sampler)
         channels, self.window, trained_height, trained_width = model.data_shape
         self.height, self.width = (trained_height, trained_width) if size is None else (int(size[0]), int(size[1]))
@@ -474,6 +496,11 @@ def as_image(image: ImageLike) -> torch.Tensor:
     if image.dim() != 4 or image.shape[:2] != (3, 1):
         raise ValueError(f"an image tensor must be (3, H, W) or (3, 1, H, W) in [-1, 1], got {tuple(image.shape)}")
     return image.detach().float().cpu()
+
+
+def named(video: VideoLike) -> str:
+    """How an error names a video: its file, or "the clip"."""
+    return str(video) if isinstance(video, (str, Path)) else "the clip"
 
 
 def as_video(video: VideoLike) -> torch.Tensor:

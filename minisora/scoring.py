@@ -315,3 +315,15 @@ def score_images(images: torch.Tensor, captions: Sequence[str], dataset: str) ->
         rows.append(row)
     return {name: float(np.mean([row[name] for row in rows if name in row]))
             for name in ("adherence", "colour", "shape", "permanence") if any(name in row for row in rows)}
+
+
+def describe_scores(scores: dict, dataset: Optional[str] = None) -> str:
+    """One line: adherence (with each attribute), motion consistency, permanence; with the `dataset`, also the
+    attributes its world shows that no caption named, so went unscored. Images' scores: each as it is."""
+    if "motion" not in scores:  # images (`score_images`): no motion to score
+        return ", ".join(f"{name} {value:.0%}" for name, value in scores.items())
+    attributes = ", ".join(f"{name} {scores[name]:.0%}" for name in ("colour", "shape", "direction") if name in scores)
+    unscored = [name for name in WORLD_ATTRIBUTES.get(dataset, ()) if name not in scores]
+    missing = f"; {' and '.join(unscored)} not scored (no prompt names one the world knows)" if unscored else ""
+    return (f"adherence {scores['adherence']:.0%} ({attributes}{missing}), motion {scores['motion']:.0%}, "
+            f"permanence {scores['permanence']:.0%}")

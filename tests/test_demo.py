@@ -88,9 +88,20 @@ def chromium_driver():
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
         options.add_argument(flag)
     return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
+
+
+def pressed(button) -> bool:
+    """Click the button as a user does; False while another element (the page still laying out) is over it."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    try:
+        button.click()
+        return True
+    except ElementClickInterceptedException:
+        return False
 
 
 def test_in_a_real_browser_a_caption_and_generate_give_a_video_that_plays(page):
@@ -106,7 +117,9 @@ def test_in_a_real_browser_a_caption_and_generate_give_a_video_that_plays(page):
         caption = wait.until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "#caption textarea")))
         caption.clear()
         caption.send_keys("a small blue circle moving up quickly")
-        browser.find_element(By.CSS_SELECTOR, "#generate").click()
+        # the page may still be laying itself out: press the button once nothing covers it
+        wait.until(expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, "#generate")))
+        wait.until(lambda _: pressed(browser.find_element(By.CSS_SELECTOR, "#generate")))
         video = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#text-video video[src]")))
         # the browser has read the file's header: it knows how long the video is, so it can play it
         wait.until(lambda _: browser.execute_script("return arguments[0].readyState >= 1 && arguments[0].duration > 0",

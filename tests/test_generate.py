@@ -7,7 +7,8 @@ import torch
 from minisora.__main__ import main
 from minisora.data.video_io import psnr, read_image, read_video, write_image, write_video
 from minisora.generate import Prompting, chunk_starts, edit_sigma, parse_size, sample_latents, sample_long
-from minisora.train.video import load_model, run_video
+from minisora.pipeline import load_model
+from minisora.train.video import run_video
 from minisora.train.video_config import VideoConfig
 from tiny_datasets.videos import video_dataset
 
@@ -150,11 +151,13 @@ def test_chunks_cover_the_video_with_half_a_window_shared():
     (["--extend", "CLIP", "--edit", "CLIP", "--strength", "0.5"], "--extend and --edit cannot be combined"),
     (["--first-frame", "WIDE"], "wide.png is 32x48 but the output is 32x32; pass --size 32x48"),
     (["--extend", "SHORT"], "short.mp4 has 2 frames; this model continues from 4"),
-    (["--loop", "--frames", "8"], "--last-frame and --loop make clips of up to 7 frames"),
+    (["--loop", "--frames", "8"], "loops make clips of up to 7 frames"),
+    (["--last-frame", "FIRST", "--frames", "9"], "clips that end on a given frame are up to the model's 8 frames"),
     (["--first-frame", "MISSING"], "no image at"),
 ])
 def test_bad_requests_are_clear_errors_before_any_work(toy_model, tmp_path, capsys, flags, message):
-    files = {"CLIP": "clip.mp4", "WIDE": "wide.png", "SHORT": "short.mp4", "MISSING": "missing.png"}
+    files = {"CLIP": "clip.mp4", "WIDE": "wide.png", "SHORT": "short.mp4", "MISSING": "missing.png",
+             "FIRST": "first.png"}
     flags = [str(toy_model / files[flag]) if flag in files else flag for flag in flags]
     with pytest.raises(SystemExit) as exit_code:
         sample(toy_model, tmp_path, *flags)

@@ -1,7 +1,7 @@
 """minisora.pipeline: one object for a trained model. Every task gives what `python -m minisora sample` gives for the
 same seed (the same files, byte for byte); a saved folder loads back to the same model; inputs come as tensors,
-PIL images or files; bad input is a clear error. The model is an untrained untrained_toy (built, not trained: the plumbing is
-what is checked here)."""
+PIL images or files; bad input is a clear error. The model is conftest's untrained toy (built, not trained: the plumbing
+is what is checked here)."""
 import json
 import subprocess
 import sys
@@ -19,22 +19,22 @@ PROMPT = "a large red square moving right slowly"
 
 
 TASKS = {  # CLI flags, and the same task through the pipeline
-    "text to video": ([], lambda sora, untrained_toy, **common: sora.text_to_video(PROMPT, **common)),
-    "text to image": (["--frames", "1"], lambda sora, untrained_toy, **common: sora.text_to_image(PROMPT, **common)),
-    "long video": (["--frames", "12"], lambda sora, untrained_toy, **common: sora.text_to_video(PROMPT, frames=12, **common)),
+    "text to video": ([], lambda sora, folder, **common: sora.text_to_video(PROMPT, **common)),
+    "text to image": (["--frames", "1"], lambda sora, folder, **common: sora.text_to_image(PROMPT, **common)),
+    "long video": (["--frames", "12"], lambda sora, folder, **common: sora.text_to_video(PROMPT, frames=12, **common)),
     "image to video": (["--first-frame", "first.png"],
-                       lambda sora, untrained_toy, **common: sora.image_to_video(untrained_toy / "first.png", PROMPT, **common)),
+                       lambda sora, folder, **common: sora.image_to_video(folder / "first.png", PROMPT, **common)),
     "interpolate": (["--first-frame", "first.png", "--last-frame", "first.png"],
-                    lambda sora, untrained_toy, **common: sora.interpolate(untrained_toy / "first.png", untrained_toy / "first.png", PROMPT,
+                    lambda sora, folder, **common: sora.interpolate(folder / "first.png", folder / "first.png", PROMPT,
                                                                  **common)),
-    "loop": (["--loop"], lambda sora, untrained_toy, **common: sora.loop(PROMPT, **common)),
-    "extend forward": (["--extend", "clip.mp4"], lambda sora, untrained_toy, **common: sora.extend(untrained_toy / "clip.mp4", PROMPT,
+    "loop": (["--loop"], lambda sora, folder, **common: sora.loop(PROMPT, **common)),
+    "extend forward": (["--extend", "clip.mp4"], lambda sora, folder, **common: sora.extend(folder / "clip.mp4", PROMPT,
                                                                                          **common)),
     "extend backward": (["--extend-backward", "clip.mp4", "--frames", "12"],
-                        lambda sora, untrained_toy, **common: sora.extend(untrained_toy / "clip.mp4", PROMPT, backward=True, frames=12,
-                                                                **common)),
+                        lambda sora, folder, **common: sora.extend(folder / "clip.mp4", PROMPT, backward=True,
+                                                                  frames=12, **common)),
     "edit": (["--edit", "clip.mp4", "--strength", "0.5"],
-             lambda sora, untrained_toy, **common: sora.edit(untrained_toy / "clip.mp4", PROMPT, strength=0.5, **common)),
+             lambda sora, folder, **common: sora.edit(folder / "clip.mp4", PROMPT, strength=0.5, **common)),
 }
 
 
@@ -42,8 +42,8 @@ TASKS = {  # CLI flags, and the same task through the pipeline
 def test_every_task_gives_what_the_command_gives_for_the_same_seed(task, untrained_toy, tmp_path):
     flags, call = TASKS[task]
     flags = [str(untrained_toy / flag) if flag.endswith((".png", ".mp4")) else flag for flag in flags]
-    assert main(["sample", "--checkpoint", str(untrained_toy / "model.pt"), "--prompt", PROMPT, "--steps", "2", "--num", "2",
-                 "--seed", "5", "--sampler", "euler", "--out", str(tmp_path / "command"), *flags]) == 0
+    assert main(["sample", "--checkpoint", str(untrained_toy / "model.pt"), "--prompt", PROMPT, "--steps", "2",
+                 "--num", "2", "--seed", "5", "--sampler", "euler", "--out", str(tmp_path / "command"), *flags]) == 0
     sora = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu")
     videos = call(sora, untrained_toy, num=2, steps=2, seed=5, sampler="euler")
     assert isinstance(videos, Videos) and videos.captions == [PROMPT, PROMPT]

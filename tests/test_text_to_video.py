@@ -194,3 +194,20 @@ def test_the_denoising_benchmark_reads_the_real_shapes_and_tabulates_the_model(s
     assert identity == sorted(identity) and identity[0] < 0.001  # the identity's error grows with t from ~0
     confusion = result.stdout.split("read as")[1].splitlines()[2:5]  # the last table: shapes asked for x read
     assert sum(int(count) for line in confusion for count in line.split("|")[2:-1]) == config.held_out
+
+
+def test_the_run_writes_a_shareable_folder_beside_model_pt(small_run):
+    """OUT_DIR/model/ (model.safetensors, config.json, the model card with the run's scores) loads to the model that
+    model.pt holds, weights and expert included."""
+    from minisora.pipeline import TinySora
+
+    config, metrics = small_run
+    out = Path(config.out_dir)
+    from_file = TinySora.from_pretrained(out / "model.pt", device="cpu")
+    from_folder = TinySora.from_pretrained(out / "model", device="cpu")
+    assert isinstance(from_folder.denoiser, NoiseLevelExperts)  # the run trained an expert: it is in the folder too
+    for (name, tensor), (other, same) in zip(from_file.denoiser.state_dict().items(),
+                                             from_folder.denoiser.state_dict().items()):
+        assert name == other and torch.equal(tensor, same), name
+    card = (out / "model" / "README.md").read_text()
+    assert f"| text to video: adherence | {metrics['trained']['adherence']:.0%} |" in card

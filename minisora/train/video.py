@@ -39,7 +39,7 @@ from ..parallel.batch import BatchShard
 from ..parallel import data_parallel
 from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
-from ..scoring import WORLD_ATTRIBUTES, score_videos
+from ..scoring import describe_scores, score_videos
 from .checkpoint import check_run_folder
 from .loop import Checkpointing, Logging, learning_rates, train_loop
 from .video_config import VideoConfig
@@ -47,8 +47,8 @@ from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss,
                          training_clips)
 from .objectives import around, network_of, objective_loss
 from .vae import VAEConfig, load_vae, run_vae
-from ..pipeline import build_denoiser, decode, encode, save_model, write_samples
-# generate.run_sample and lessons 00 and 13 still import load_model from here, until they go through the pipeline
+from ..pipeline import build_denoiser, decode, encode, model_card, save_folder, save_model, write_samples
+# lessons 00 and 13 still import load_model from here, until they go through the pipeline
 from ..pipeline import load_model  # noqa: F401
 
 
@@ -172,18 +172,6 @@ def score_samples(denoiser, tokenizer, vae, captions, config: VideoConfig, data_
     return score_videos(videos, captions, config.dataset), videos
 
 
-def describe_scores(scores: dict, dataset: Optional[str] = None) -> str:
-    """One line: adherence (with each attribute), motion consistency, permanence; with the `dataset`, also the
-    attributes its world shows that no caption named, so went unscored. Images' scores: each as it is."""
-    if "motion" not in scores:  # images (`score_images`): no motion to score
-        return ", ".join(f"{name} {value:.0%}" for name, value in scores.items())
-    attributes = ", ".join(f"{name} {scores[name]:.0%}" for name in ("colour", "shape", "direction") if name in scores)
-    unscored = [name for name in WORLD_ATTRIBUTES.get(dataset, ()) if name not in scores]
-    missing = f"; {' and '.join(unscored)} not scored (no prompt names one the world knows)" if unscored else ""
-    return (f"adherence {scores['adherence']:.0%} ({attributes}{missing}), motion {scores['motion']:.0%}, "
-            f"permanence {scores['permanence']:.0%}")
-
-
 def prepare_data(config: VideoConfig, progress: bool = True, parallel: Optional[DataParallel] = None):
     """What a run learns from and is scored on: (training sets, tokenizer, VAE or None, held-out clips (N, 3, T, H,
     W) or None, their captions, FolderData or None). From the tiny world, or from the folder `config.data`."""
@@ -299,6 +287,7 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
                "prepare_seconds": round(phases.seconds["data"], 1), "phase_seconds": phases.rounded(),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start_time, 1),
                "config": asdict(config)}
+    save_folder(out / "model", config, tokenizer, data_shape, denoiser, vae, model_card(config, data_shape, metrics))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     expert = f" and {config.expert_steps} of the clean-end expert" if config.expert_steps else ""
     print(f"trained {config.steps} steps{expert} in {train_seconds:.0f} s ({time.time() - start_time:.0f} s in all); "
@@ -322,8 +311,8 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
         print("SDEdit, strength: share edited / drift from the source: " + ", ".join(
             f"{point['strength']:g}: {point['changed']:.0%} / {point['track_error_px']:.1f} px"
             for point in tasks["sdedit"]) + " (sdedit.png)")
-    print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt, loss.png, metrics.jsonl "
-          f"and metrics.json")
+    print(f"wrote {out / 'samples.gif'} (.mp4, .png; captions in captions.txt), model.pt and model/ (to share: "
+          f"TinySora.from_pretrained reads either), loss.png, metrics.jsonl and metrics.json")
     return metrics
 
 
@@ -357,6 +346,7 @@ def report_folder_run(config: VideoConfig, folder: FolderData, denoiser, untrain
     draw_loss_curve(losses, out / "loss.png",
                     learning_rates(config.learning_rate, config.steps, config.warmup_steps)[-len(losses):],
                     {f"{name} model, noise levels uniform": value for name, value in held.items() if value is not None})
+    save_folder(out / "model", config, tokenizer, data_shape, denoiser, None, model_card(config, data_shape, metrics))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"trained {config.steps} steps on {config.data} in {train_seconds:.0f} s: {folder.describe()}")
     if held["trained"] is not None:
