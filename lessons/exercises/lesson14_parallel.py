@@ -1,6 +1,6 @@
-"""Lesson 14 exercises: the two formulas that make parallel training equal one process — each process's part of
-the batch's loss, and the merge of two attention results over disjoint keys (ring attention's step). Check with
-`pytest -m lesson14 --impl=exercises`."""
+"""Lesson 14 exercises: the two loops that make parallel training compute what one process computes — each
+process's share of the batch's loss (data parallelism), and the merge of attention results over disjoint blocks of
+keys (ring attention's step). Check with `pytest -m lesson14 --impl=exercises`; hints in lessons/hints/lesson14.md."""
 from typing import Optional
 
 import torch
@@ -11,16 +11,26 @@ REFERENCE_MODULES = ("minisora.parallel.batch", "minisora.parallel.sequence")
 
 
 def shard_mean(values: torch.Tensor, mask: Optional[torch.Tensor], shard: BatchShard) -> torch.Tensor:
-    """Lesson 14: this process's part of the whole batch's masked mean. `values` (B / N, ...) are its rows (rows
-    `shard.rows(B)` of the batch), `mask` the whole batch's (broadcastable to (B, ...)) or None:
-    N * sum(m l) over its rows / sum(m) over the whole batch (with the count at least 1); without a mask, the mean
-    of `values`. Averaged over the N processes it is the one-process masked mean."""
-    raise NotImplementedError("Lesson 14: a process's part of the batch's loss")
+    """Lesson 14, exercise 1: this process's loss under data parallelism (lesson §1 derives it).
+
+    `values` (B / N, ...) are the per-element losses of this process's rows of the batch (rows `shard.rows(B)`, with
+    N = `shard.world_size` processes); `mask` is the WHOLE batch's mask, broadcastable to (B, ...), True for the
+    elements the loss counts (None: every element). Return the number such that, when DDP averages the N
+    processes' gradients, the average is the gradient of the whole batch's masked mean on one process — however
+    unevenly the masked-in elements fall among the processes, including a process that has none. A batch whose mask
+    counts no element at all must give 0, not NaN.
+    """
+    raise NotImplementedError("Lesson 14: a process's share of the batch's loss")
 
 
 def merge_partial(out: Optional[torch.Tensor], logsumexp: Optional[torch.Tensor], block_out: torch.Tensor,
                   block_logsumexp: torch.Tensor):
-    """Lesson 14: attention results over two disjoint key sets, (O1 (..., N, d), L1 (..., N)) and (O2, L2), merged
-    into the result over their union: L = log(e^L1 + e^L2), O = e^(L1 - L) O1 + e^(L2 - L) O2. With out None (the
-    first block), (block_out, block_logsumexp) as they are."""
+    """Lesson 14, exercise 2: one step of ring attention's merge (lesson §3 derives it).
+
+    (out (..., N, d), logsumexp (..., N)) is attention of N queries over some set of keys — its output and, per
+    query, the log of the sum of exp(score) over those keys; (block_out, block_logsumexp) the same queries' attention
+    over another, disjoint block of keys (the block that just arrived). Return (out, logsumexp) of attention over
+    both sets together, exact for any scores (no overflow, however large the log-sum-exps) and for any order of
+    the blocks. `out` None means nothing merged yet: return the block's result as it is.
+    """
     raise NotImplementedError("Lesson 14: merge two partial attention results")
