@@ -6,7 +6,8 @@ from minisora.diffusion.edm import EDMDenoiser
 from minisora.diffusion.samplers import sample_heun
 from minisora.diffusion.schedules import karras_sigmas
 from minisora.models.attention import Attention, attention_math, attention_sdpa
-from minisora.models.dit import CONDITIONINGS, DiT, DiTConfig, count_parameters, dit_config, forward_gflops
+from minisora.models.dit import (CONDITIONINGS, DiT, DiTBlock, DiTConfig, adaln_zero_block, count_parameters,
+                                 dit_config, forward_gflops)
 from minisora.models.embeddings import LabelEmbedding, apply_rotary, rotary_angles, sincos_position_embedding
 from minisora.models.patches import patchify, unpatchify
 
@@ -119,6 +120,32 @@ def test_adaln_zero_starts_as_the_zero_function_with_identity_blocks():
     assert torch.equal(model(x, noise, label), torch.zeros(3, 3, 1, 8, 8))
     tokens = torch.randn(3, 16, 32)
     assert torch.equal(model.blocks[0](tokens, torch.randn(3, 32)), tokens)
+
+
+def test_adaln_zero_block_is_the_papers_equations_written_out():
+    """Against Section 3.2 by hand in float64, sample by sample: the six vectors from Linear(SiLU(c)), LayerNorm as
+    (h - mean) / sqrt(var + eps) without its own affine, both residual branches gated; with random (not zero)
+    modulation weights, so that every shift, scale and gate matters. The block's forward is this function."""
+    torch.manual_seed(0)
+    block = DiTBlock(TINY).double()
+    torch.nn.init.normal_(block.modulation[1].weight, std=0.3)
+    torch.nn.init.normal_(block.modulation[1].bias, std=0.3)
+    x, c = torch.randn(3, 7, 32, dtype=torch.float64), torch.randn(3, 32, dtype=torch.float64)
+
+    def layer_norm(h):
+        return (h - h.mean(-1, keepdim=True)) / (h.var(-1, unbiased=False, keepdim=True) + 1e-6).sqrt()
+
+    with torch.no_grad():
+        out = adaln_zero_block(block, x, c)
+        torch.testing.assert_close(block(x, c), out)
+        for b in range(3):
+            silu = c[b] * torch.sigmoid(c[b])
+            vectors = block.modulation[1].weight @ silu + block.modulation[1].bias
+            shift1, scale1, gate1, shift2, scale2, gate2 = vectors.split(32)
+            h = x[b:b + 1]
+            h = h + gate1 * block.attention(layer_norm(h) * (1 + scale1) + shift1)
+            h = h + gate2 * block.mlp(layer_norm(h) * (1 + scale2) + shift2)
+            torch.testing.assert_close(out[b:b + 1], h, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)

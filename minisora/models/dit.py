@@ -100,10 +100,7 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if self.kind == "adaln_zero":
-            shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=1)
-            # x = x + alpha_1 Attn(gamma_1 LN(x) + beta_1);  x = x + alpha_2 MLP(gamma_2 LN(x) + beta_2)
-            x = x + gate1[:, None] * self.attention(modulate(self.norm1(x), shift1, scale1))
-            return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+            return adaln_zero_block(self, x, c)
         if self.kind == "adaln":
             shift1, scale1, shift2, scale2 = self.modulation(c).chunk(4, dim=1)
             x = x + self.attention(modulate(self.norm1(x), shift1, scale1))
@@ -113,6 +110,18 @@ class DiTBlock(nn.Module):
             # c holds the two conditioning tokens (timestep, class) as a length-2 sequence
             x = x + self.cross_attention(self.norm_cross(x), context=c)
         return x + self.mlp(self.norm2(x))
+
+
+def adaln_zero_block(block: DiTBlock, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """The forward pass of an adaLN-Zero block (DiT Section 3.2, Figure 3) on tokens x (B, N, D) conditioned on
+    c (B, D): `block.modulation` regresses six (B, D) vectors from c, in the paper's code's order (shift, scale, gate)
+    for the attention, then for the MLP; each sublayer sees its LayerNorm modulated, and its output is gated
+    into the residual stream. With the gates zero (DiT's initialisation) the block is the identity."""
+    shift1, scale1, gate1, shift2, scale2, gate2 = block.modulation(c).chunk(6, dim=1)  # 6 x (B, D)
+    # x = x + alpha_1 Attn(LN(x) (1 + gamma_1) + beta_1)
+    x = x + gate1[:, None] * block.attention(modulate(block.norm1(x), shift1, scale1))
+    # x = x + alpha_2 MLP(LN(x) (1 + gamma_2) + beta_2), on the x the attention has just updated
+    return x + gate2[:, None] * block.mlp(modulate(block.norm2(x), shift2, scale2))
 
 
 class FinalLayer(nn.Module):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from minisora.models.dit import CONDITIONINGS, DiTConfig, dit_config, forward_gflops
+from minisora.models.dit import CONDITIONINGS, DiTBlock, DiTConfig, dit_config, forward_gflops
 
 pytestmark = pytest.mark.lesson08
 
@@ -14,6 +14,52 @@ def test_modulate_scales_and_shifts_every_token_of_a_sample_alike(impl):
         for n in range(5):
             torch.testing.assert_close(out[b, n], x[b, n] * (1 + scale[b]) + shift[b])
     torch.testing.assert_close(impl.modulate(x, torch.zeros(2, 3), torch.zeros(2, 3)), x)
+
+
+def _random_block(dim=32, heads=4):
+    """A DiT block whose modulation is random, not zero, so that every shift, scale and gate matters (float64)."""
+    torch.manual_seed(0)
+    block = DiTBlock(DiTConfig(hidden=dim, heads=heads, depth=1)).double()
+    torch.nn.init.normal_(block.modulation[1].weight, std=0.3)
+    torch.nn.init.normal_(block.modulation[1].bias, std=0.3)
+    return block
+
+
+def test_adaln_zero_block_is_section_3_2_written_out(impl):
+    """Against the paper's equations by hand, sample by sample in float64: the six vectors Linear(SiLU(c)) in the
+    order (shift, scale, gate) x (attention, MLP), LayerNorm as (h - mean) / sqrt(var + 1e-6), the MLP on the tokens
+    the attention left."""
+    dim = 32
+    block = _random_block(dim)
+    x, c = torch.randn(3, 7, dim, dtype=torch.float64), torch.randn(3, dim, dtype=torch.float64)
+
+    def layer_norm(h):
+        return (h - h.mean(-1, keepdim=True)) / (h.var(-1, unbiased=False, keepdim=True) + 1e-6).sqrt()
+
+    with torch.no_grad():
+        out = impl.adaln_zero_block(block, x, c)
+        assert out.shape == x.shape
+        for b in range(3):
+            vectors = block.modulation[1].weight @ torch.nn.functional.silu(c[b]) + block.modulation[1].bias
+            shift1, scale1, gate1, shift2, scale2, gate2 = vectors.split(dim)
+            h = x[b:b + 1]
+            h = h + gate1 * block.attention(layer_norm(h) * (1 + scale1) + shift1)
+            h = h + gate2 * block.mlp(layer_norm(h) * (1 + scale2) + shift2)
+            torch.testing.assert_close(out[b:b + 1], h, rtol=1e-10, atol=1e-10)
+
+
+def test_adaln_zero_block_with_zero_gates_is_the_identity_whatever_the_shifts_and_scales(impl):
+    dim = 32
+    block = _random_block(dim)
+    with torch.no_grad():
+        for gate in (slice(2 * dim, 3 * dim), slice(5 * dim, 6 * dim)):  # the gates' rows of the regression
+            block.modulation[1].weight[gate] = 0
+            block.modulation[1].bias[gate] = 0
+        x, c = torch.randn(2, 5, dim, dtype=torch.float64), torch.randn(2, dim, dtype=torch.float64)
+        assert torch.equal(impl.adaln_zero_block(block, x, c), x)
+        block.modulation[1].bias[2 * dim] = 1.0  # one channel of the attention's gate open: only that channel moves
+        moved = impl.adaln_zero_block(block, x, c) - x
+    assert moved[..., 0].abs().max() > 1e-3 and torch.equal(moved[..., 1:], torch.zeros_like(moved[..., 1:]))
 
 
 @pytest.mark.parametrize("name, gflops", [("DiT-S/2", 6.06), ("DiT-B/2", 23.01), ("DiT-L/2", 80.71),
