@@ -199,7 +199,7 @@ def test_bad_configs_are_clear_errors():
         VideoVAE(VideoVAEConfig(spatial_downsample=4, temporal_downsample=3))
     with pytest.raises(ValueError, match="spatial_downsample must be"):
         VideoVAE(VideoVAEConfig(spatial_downsample=3))
-    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'.*'tpu'"):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda'.*'tpu'"):
         VAEConfig(device="tpu")
 
 
