@@ -21,17 +21,23 @@ from pathlib import Path
 from .config import apply_overrides
 
 VIDEO_PRESETS = ("tiny", "sora", "shapes64", "ball64")
-# what bad input raises anywhere below a command (settings, files, folders, videos, a run that diverges): each reaches
-# the user as one line, "error: ...", with exit status 2; anything else is a bug and keeps its traceback
+# what bad input raises anywhere below a command (settings, files, folders, a run that diverges; run_or_exit adds
+# unreadable videos): each reaches the user as one line, "error: ...", with exit status 2; anything else is a bug and
+# keeps its traceback
 BAD_INPUT = (ValueError, OSError, FloatingPointError, ImportError)
 PRESETS = VIDEO_PRESETS + ("toy2d", "images", "vae")
 
 
-def video_read_error() -> type:
-    """The error an unreadable video raises (a RuntimeError from PyAV's decoding, so not in BAD_INPUT by its kind)."""
+def run_or_exit(parser: argparse.ArgumentParser, function, *arguments) -> int:
+    """Run a command's work; bad input anywhere below it (BAD_INPUT, or an unreadable video: PyAV's decoding error is
+    a RuntimeError) ends it with one line, "error: ...", and exit status 2. Returns 0 when it ran."""
     from .data.video_io import VideoReadError
 
-    return VideoReadError
+    try:
+        function(*arguments)
+    except BAD_INPUT + (VideoReadError,) as error:
+        parser.exit(2, f"error: {error}\n")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -115,13 +121,9 @@ def main(argv=None) -> int:
         prompting = Prompting(arguments.frames, arguments.size, arguments.first_frame, arguments.last_frame,
                               arguments.extend, arguments.extend_backward, arguments.loop, arguments.edit,
                               arguments.strength)
-        try:
-            run_sample(arguments.checkpoint, arguments.prompt, arguments.sampler, arguments.steps, arguments.cfg,
-                       arguments.num, arguments.seed, arguments.out, arguments.cfg_min_sigma, prompting,
-                       arguments.overwrite, arguments.device)
-        except BAD_INPUT + (video_read_error(),) as error:
-            parser.exit(2, f"error: {error}\n")
-        return 0
+        return run_or_exit(parser, run_sample, arguments.checkpoint, arguments.prompt, arguments.sampler,
+                           arguments.steps, arguments.cfg, arguments.num, arguments.seed, arguments.out,
+                           arguments.cfg_min_sigma, prompting, arguments.overwrite, arguments.device)
     if arguments.command == "sample-imagenet":
         if overrides:
             parser.error(f"sample-imagenet takes no {' '.join(overrides)}; see its --help")
@@ -143,32 +145,23 @@ def main(argv=None) -> int:
             parser.error(str(error))
         print(f"sampling on {device}")
         from .pretrained import run_sample_imagenet
-        try:
-            run_sample_imagenet(arguments.dit, arguments.vae, arguments.classes, arguments.steps, arguments.cfg,
-                                arguments.sampler, arguments.seed, arguments.out, arguments.guided_channels, device,
-                                arguments.precision)
-        except BAD_INPUT as error:
-            parser.exit(2, f"error: {error}\n")
-        return 0
+        return run_or_exit(parser, run_sample_imagenet, arguments.dit, arguments.vae, arguments.classes,
+                           arguments.steps, arguments.cfg, arguments.sampler, arguments.seed, arguments.out,
+                           arguments.guided_channels, device, arguments.precision)
     if arguments.command == "demo":
         if overrides:
             parser.error(f"demo takes no {' '.join(overrides)}; see its --help")
         from .demo import run_demo
-        try:
-            run_demo(arguments.checkpoint, arguments.port, arguments.device, arguments.open)
-        except BAD_INPUT as error:
-            parser.exit(2, f"error: {error}\n")
-        return 0
+        return run_or_exit(parser, run_demo, arguments.checkpoint, arguments.port, arguments.device, arguments.open)
     if arguments.command == "download":
         if overrides:
             parser.error(f"download takes no {' '.join(overrides)}; see its --help")
         from .download import download
-        try:
+        def fetch_all():
             for path in download(arguments.names, arguments.folder):
                 print(f"ready: {path}")
-        except BAD_INPUT as error:
-            parser.exit(2, f"error: {error}\n")
-        return 0
+
+        return run_or_exit(parser, fetch_all)
     if arguments.command == "data":
         from .data.tiny import TinyDataConfig as Config, write_tiny_dataset as run
     elif arguments.command == "memory":
@@ -197,11 +190,7 @@ def main(argv=None) -> int:
     if processes > 1 and arguments.command != "train":
         parser.error(f"{arguments.command} runs on one process; under torchrun (WORLD_SIZE={processes}) only train "
                      f"does: start it without torchrun")
-    try:
-        run(config)
-    except BAD_INPUT + (video_read_error(),) as error:  # bad settings or data: say so, no traceback
-        parser.exit(2, f"error: {error}\n")
-    return 0
+    return run_or_exit(parser, run, config)  # bad settings or data: say so, no traceback
 
 
 if __name__ == "__main__":

@@ -18,14 +18,11 @@ def scatter_panels(panels: Dict[str, torch.Tensor], limit: float = 3.0, size: fl
     """Side-by-side scatter plots of 2D point sets (title -> (N, 2) tensor); returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
+    from .plotting import scatter_points
+
     figure, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
     for axis, (title, points) in zip(axes[0], panels.items()):
-        points = points.detach().cpu().double()
-        axis.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
-        axis.set_title(title, fontsize=9)
-        axis.set_xlim(-limit, limit)
-        axis.set_ylim(-limit, limit)
-        axis.set_aspect("equal")
+        scatter_points(axis, title, points, limit)
         axis.set_xticks([])
         axis.set_yticks([])
     figure.tight_layout()

@@ -19,14 +19,19 @@ def draw_point_panels(panels: Dict[str, torch.Tensor], path, limit: float = 3.0)
     figure = _figure(3.6 * len(panels), 3.8)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for axis, (title, points) in zip(axes, panels.items()):
-        points = points.detach().cpu().double()
-        axis.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
-        axis.set_title(title, fontsize=9)
-        axis.set_xlim(-limit, limit)
-        axis.set_ylim(-limit, limit)
-        axis.set_aspect("equal")
+        scatter_points(axis, title, points, limit)
     figure.savefig(Path(path))
     return figure
+
+
+def scatter_points(axis, title: str, points: torch.Tensor, limit: float) -> None:
+    """One panel: a titled 2D point set (N, 2) on the square [-limit, limit]^2 of a matplotlib axis."""
+    points = points.detach().cpu().double()
+    axis.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+    axis.set_title(title, fontsize=9)
+    axis.set_xlim(-limit, limit)
+    axis.set_ylim(-limit, limit)
+    axis.set_aspect("equal")
 
 
 def smoothed(values: Sequence[float], window: int) -> list:
