@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from minisora.evaluation import held_out_truth
-from minisora.train.video_config import VIDEO_PRESETS
+from minisora.video_config import VIDEO_PRESETS
 
 KNOWN = 8  # frames known of 16
 

@@ -28,9 +28,9 @@ from minisora.models.text import PAD
 from minisora.train.loop import train_loop
 from minisora.train.vae import VAEConfig, model_config
 from minisora.models.vae import VideoVAE
-from minisora.pipeline import build_denoiser
+from minisora.trained_model import build_denoiser
 from minisora.train.video import batch_loss, prepare_vae, run_video
-from minisora.train.video_config import VIDEO_PRESETS, VideoConfig
+from minisora.video_config import VIDEO_PRESETS, VideoConfig
 from minisora.train.video_data import training_buckets
 
 SECONDS_PER_CLIP_RENDERED = 0.006  # measured on a 2-core CPU: 500 clips of 17 x 64 x 64 in 2.45 s, plus margin

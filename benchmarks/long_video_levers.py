@@ -18,7 +18,7 @@ import torch
 from minisora.evaluation import held_out_truth, score_long_videos
 from minisora.generate import sample_latents
 from minisora.scoring import score_given_frames
-from minisora.pipeline import load_model
+from minisora.trained_model import load_model
 from tiny_datasets.videos import DIRECTIONS
 
 

@@ -34,9 +34,9 @@ from minisora.parallel.sequence import (frames_to_positions, positions_to_frames
 from minisora.parallel.checks import temporal_attention
 from minisora.models.attention import attention_sdpa
 from minisora.train.optimizers import build_optimizer
-from minisora.pipeline import build_denoiser
+from minisora.trained_model import build_denoiser
 from minisora.train.video import batch_loss, training_view
-from minisora.train.video_config import VIDEO_PRESETS
+from minisora.video_config import VIDEO_PRESETS
 
 SENT = defaultdict(float)  # bytes this process sent, by collective
 

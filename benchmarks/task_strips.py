@@ -14,7 +14,7 @@ import torch
 from minisora.data.video_io import tile_videos, write_gif
 from minisora.evaluation import held_out_truth, other_caption, task_mask
 from minisora.generate import sample_latents, sample_long, sample_loop
-from minisora.pipeline import load_model
+from minisora.trained_model import load_model
 
 
 def main():

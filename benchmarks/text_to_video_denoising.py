@@ -20,7 +20,7 @@ import torch
 
 from minisora.diffusion.flow import Path as FlowPath, velocity_from_denoiser
 from minisora.scoring import caption_attributes, majority_shape, read_video
-from minisora.pipeline import load_model
+from minisora.trained_model import load_model
 from minisora.train.video import held_out_clips, score_samples
 from tiny_datasets.shapes import SHAPES
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from minisora.diffusion.flow import DATA_PREDICTION_MIN_SIGMA
 from minisora.scoring import SCORES
 from minisora.train.loop import read_metrics
-from minisora.train.video_config import VIDEO_PRESETS
+from minisora.video_config import VIDEO_PRESETS
 from video_variants import run_variants
 
 TINY_STEPS = VIDEO_PRESETS["tiny"].steps

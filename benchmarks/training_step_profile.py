@@ -30,9 +30,9 @@ from minisora.config import apply_overrides
 from minisora.train.ema import make_ema, update_ema
 from minisora.train.optimizers import build_optimizer
 from minisora.train.precision import MixedPrecision
-from minisora.pipeline import build_denoiser
+from minisora.trained_model import build_denoiser
 from minisora.train.video import batch_loss
-from minisora.train.video_config import VIDEO_PRESETS
+from minisora.video_config import VIDEO_PRESETS
 from minisora.train.video_data import training_buckets
 from gpu_preset_run import latent_shape
 from peer_timing import median_seconds_in_turn

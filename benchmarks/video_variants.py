@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Tuple
 
 from minisora.config import apply_overrides
 from minisora.train.video import run_video
-from minisora.train.video_config import VIDEO_PRESETS, VideoConfig
+from minisora.video_config import VIDEO_PRESETS, VideoConfig
 
 
 def run_variants(description: str, variants: Dict[str, dict], default_out: str,

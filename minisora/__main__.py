@@ -171,7 +171,7 @@ def main(argv=None) -> int:
             return replace(MEMORY_PRESETS[arguments.preset])
     elif arguments.preset in VIDEO_PRESETS:
         from .train.video import run_video as run
-        from .train.video_config import VIDEO_PRESETS as presets
+        from .video_config import VIDEO_PRESETS as presets
 
         def Config():
             return replace(presets[arguments.preset])

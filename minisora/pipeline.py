@@ -7,6 +7,7 @@
     videos.save("samples/")                                         # NN.mp4 and NN.gif (NN.png for images)
     sora.image_to_video(videos.tensor[0, :, :1], "a large red square moving right slowly")
     sora.save_pretrained("shared/tiny-sora")                        # model.safetensors, config.json, README.md
+    sora.push_to_hub("you/tiny-sora")                               # with the hub extra; from_pretrained reads it
 
 Every task of `python -m minisora sample` is a method with its names and defaults: text_to_video, text_to_image,
 image_to_video, extend (forward or backward), interpolate, loop and edit (SDEdit), each taking `num` (videos per
@@ -15,190 +16,26 @@ prompt), `steps`, `guidance`, `sampler`, `seed`, and `frames` and `size` where t
 Every method returns `Videos`: `.tensor` (N, 3, T, H, W), `.captions`, `.save(folder)`, `.scores()` against the
 model's world, and inline display in a notebook.
 
-This module also holds what loading and saving a trained model takes (the denoiser built from its configuration,
-the VAE's encoding and decoding), so that sampling, scoring and the demo need nothing from the trainer.
+Loading and saving the model's files lives beside it, in trained_model.py; neither imports the trainer, so that
+sampling, scoring and the demo need nothing from it.
 """
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from . import hub
 from .config import check_device, resolve_device
 from .data.video_io import read_image, read_video, tile_videos, write_frame_grid, write_gif, write_image, write_video
 from .diffusion.conditioning import gives_frames, parse_task_mix
-from .diffusion.experts import NoiseLevelExperts
 from .generate import edit_sigma, sample_latents, sample_long, sample_loop
 from .models.patches import check_patchable
 from .models.text import CaptionTokenizer, split_words
-from .models.vae import VideoVAE, VideoVAEConfig
-from .models.video_dit import VideoDiT, VideoDiTConfig
-from .train.checkpoint import read_checkpoint, save_checkpoint
-from .train.objectives import NOISE_LABEL_SCALES, wrap_network
-from .train.video_config import VideoConfig, parse_window
-
-KIND = "minisora text-to-video"  # what model.pt and config.json say they hold
-FORMAT_VERSION = 1  # of the folder save_pretrained writes
-FOLDER_FILES = ("config.json", "model.safetensors")  # what from_pretrained needs in a folder (README.md is the card)
-
-
-# ---- the model: built from its configuration, saved and loaded ----
-
-def build_denoiser(config: VideoConfig, data_shape: Sequence[int], vocabulary_size: int) -> torch.nn.Module:
-    """The video DiT for data (C, T, H, W), conditioned on captions, behind its objective's denoiser."""
-    network = VideoDiT(VideoDiTConfig(
-        in_channels=data_shape[0], patch_size=config.patch_size,
-        temporal_patch=config.temporal_patch, hidden=config.hidden, depth=config.depth, heads=config.heads,
-        layout=config.layout, window=parse_window(config.window), rotary=config.rotary,
-        vocabulary_size=vocabulary_size, caption_length=config.caption_length, text_hidden=config.text_hidden,
-        text_depth=config.text_depth, frame_marking=config.frame_marking,
-        attention_backend=config.attention_backend, checkpoint_activations=config.checkpoint_activations,
-        noise_label_scale=NOISE_LABEL_SCALES[config.objective]))
-    return wrap_network(network, config.objective, config.prediction)
-
-
-@torch.no_grad()
-def encode(vae: Optional[VideoVAE], videos: torch.Tensor, batch_size: int = 32, progress: bool = True
-           ) -> torch.Tensor:
-    """What the DiT learns: scaled latent means (N, z, t, h, w), or the videos themselves in pixel space."""
-    from tqdm.auto import tqdm
-
-    if vae is None:
-        return videos
-    device = vae.latent_scale.device  # the latents come back to the CPU, where the training sets live
-    return torch.cat([vae.to_latents(videos[start:start + batch_size].to(device)).cpu()
-                      for start in tqdm(range(0, len(videos), batch_size), desc="encode latents",
-                                        disable=not progress)])
-
-
-@torch.no_grad()
-def decode(vae: Optional[VideoVAE], latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Videos (N, 3, T, H, W) in [-1, 1] from what the DiT samples."""
-    if vae is None:
-        return latents.clamp(-1, 1)
-    device = vae.latent_scale.device
-    return torch.cat([vae.from_latents(latents[start:start + batch_size].to(device)).clamp(-1, 1).cpu()
-                      for start in range(0, len(latents), batch_size)])
-
-
-def _weights(module: torch.nn.Module) -> dict:
-    """A module's tensors on the CPU, wherever it ran."""
-    return {name: tensor.detach().cpu() for name, tensor in module.state_dict().items()}
-
-
-def save_model(path: Path, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
-               denoiser: torch.nn.Module, vae: Optional[VideoVAE]) -> Path:
-    """Everything sampling needs, as tensors, numbers and strings (loadable with weights_only=True); `denoiser` is
-    the trained one or NoiseLevelExperts of it and its clean-end expert."""
-    experts = isinstance(denoiser, NoiseLevelExperts)
-    return save_checkpoint(path, {
-        "kind": KIND, "config": asdict(config), "words": tokenizer.words,
-        "data_shape": list(data_shape), "model": _weights(denoiser.high if experts else denoiser),
-        "expert": _weights(denoiser.low) if experts else None,
-        "vae": None if vae is None else {"config": asdict(vae.config), "model": _weights(vae)}})
-
-
-def _assemble(source, config_fields: dict, words: List[str], data_shape, model: dict, expert: Optional[dict],
-              vae: Optional[dict]) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module,
-                                             Optional[VideoVAE]]:
-    """(config, tokenizer, data shape, denoiser, VAE or None) from what a model.pt or a saved folder holds."""
-    known = {field.name for field in fields(VideoConfig)}
-    config = VideoConfig(**{key: value for key, value in config_fields.items() if key in known})
-    tokenizer = CaptionTokenizer(words[3:])
-    data_shape = tuple(data_shape)
-
-    def with_weights(weights: dict) -> torch.nn.Module:
-        denoiser = build_denoiser(config, data_shape, len(tokenizer))
-        try:
-            denoiser.load_state_dict(weights)
-        except RuntimeError as error:
-            raise ValueError(f"{source}: its weights do not fit the configuration it names ({str(error)[:300]})"
-                             ) from None
-        return denoiser
-
-    denoiser = with_weights(model)
-    if expert is not None:  # none with expert_steps=0, or in a model written before experts
-        denoiser = NoiseLevelExperts(denoiser, with_weights(expert), config.expert_sigma)
-    autoencoder = None
-    if vae is not None:
-        autoencoder = VideoVAE(VideoVAEConfig(**vae["config"]))
-        autoencoder.load_state_dict(vae["model"])
-        autoencoder.eval()
-    return config, tokenizer, data_shape, denoiser.eval(), autoencoder
-
-
-def load_model(path) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
-    """(config, tokenizer, data shape, EMA denoiser, VAE or None) from a model.pt written by `save_model`; a file
-    that is not one is a clear error."""
-    state = read_checkpoint(path, "train one with `python -m minisora train --preset tiny`",
-                            "train one with `python -m minisora train --preset tiny`")
-    if not isinstance(state, dict) or state.get("kind") != KIND:
-        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not a text-to-video model written by `train --preset tiny` (it holds {found}); "
-                         f"pass OUT_DIR/model.pt of such a run")
-    return _assemble(path, state["config"], state["words"], state["data_shape"], state["model"],
-                     state.get("expert"), state["vae"])
-
-
-def _safetensors():
-    try:
-        import safetensors.torch
-    except ImportError:
-        raise ImportError("saving and loading a model folder needs safetensors: pip install safetensors") from None
-    return safetensors.torch
-
-
-def save_folder(folder, config: VideoConfig, tokenizer: CaptionTokenizer, data_shape: Sequence[int],
-                denoiser: torch.nn.Module, vae: Optional[VideoVAE], card: str) -> Path:
-    """The shareable form of a model, in the Hugging Face Hub's layout: model.safetensors (the denoiser's tensors
-    as model.*, its expert's as expert.*, the VAE's as vae.*), config.json (the configuration, the vocabulary, the
-    data shape, the VAE's configuration) and README.md, the model card."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    experts = isinstance(denoiser, NoiseLevelExperts)
-    tensors = {f"model.{name}": tensor for name, tensor in _weights(denoiser.high if experts else denoiser).items()}
-    if experts:
-        tensors.update({f"expert.{name}": tensor for name, tensor in _weights(denoiser.low).items()})
-    if vae is not None:
-        tensors.update({f"vae.{name}": tensor for name, tensor in _weights(vae).items()})
-    # safetensors keeps each tensor once: contiguous copies, so that views of one storage are not refused
-    _safetensors().save_file({name: tensor.contiguous() for name, tensor in tensors.items()},
-                             str(folder / "model.safetensors"), metadata={"format": "pt", "kind": KIND})
-    description = {"kind": KIND, "format_version": FORMAT_VERSION, "config": asdict(config), "words": tokenizer.words,
-                   "data_shape": list(data_shape), "expert": experts,
-                   "vae": None if vae is None else asdict(vae.config)}
-    (folder / "config.json").write_text(json.dumps(description, indent=2) + "\n")
-    (folder / "README.md").write_text(card)
-    return folder
-
-
-def load_folder(folder) -> Tuple[VideoConfig, CaptionTokenizer, Tuple[int, ...], torch.nn.Module, Optional[VideoVAE]]:
-    """(config, tokenizer, data shape, denoiser, VAE or None) from a folder written by `save_folder`; a missing
-    file, another kind of model or another version of the format is a clear error that names it."""
-    folder = Path(folder)
-    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder} lacks {' and '.join(missing)}: a model folder holds "
-                                f"{', '.join(FOLDER_FILES)} (and README.md), as TinySora.save_pretrained writes it")
-    try:
-        description = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{folder / 'config.json'} is not JSON ({error})") from None
-    if description.get("kind") != KIND:
-        raise ValueError(f"{folder} holds {description.get('kind')!r}, not a {KIND} model")
-    if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder} was written in format version {description.get('format_version')}; this minisora "
-                         f"reads version {FORMAT_VERSION}: save it again with the minisora that wrote it, or update")
-    tensors = _safetensors().load_file(str(folder / "model.safetensors"))
-
-    def part(prefix: str) -> dict:
-        return {name[len(prefix) + 1:]: tensor for name, tensor in tensors.items() if name.startswith(prefix + ".")}
-
-    vae = None if description["vae"] is None else {"config": description["vae"], "model": part("vae")}
-    return _assemble(folder, description["config"], description["words"], description["data_shape"], part("model"),
-                     part("expert") if description["expert"] else None, vae)
+from .models.vae import VideoVAE
+from .trained_model import decode, load_folder, load_model, model_card, save_folder
+from .video_config import VideoConfig
 
 
 # ---- checks shared with the sample command (which names the settings by its flags) ----
@@ -302,11 +139,14 @@ class TinySora:
         self.vae = None if vae is None else vae.to(device).eval()
 
     @classmethod
-    def from_pretrained(cls, path, device: str = "auto") -> "TinySora":
-        """A model from a run's model.pt or a folder written by save_pretrained, on `device` ("auto": a CUDA GPU,
-        else Apple's MPS, else the CPU)."""
+    def from_pretrained(cls, path, device: str = "auto", revision: Optional[str] = None,
+                        token: Optional[str] = None) -> "TinySora":
+        """A model from a run's model.pt, a folder written by save_pretrained, or (with the `hub` extra) a Hugging Face
+        Hub repo id "owner/name" at `revision`, on `device` ("auto": a CUDA GPU, else Apple's MPS, else the CPU)."""
         device = check_device(resolve_device(device))
         path = Path(path)
+        if not path.exists() and hub.looks_like_repo_id(path):
+            path = hub.download(str(path), revision, token)
         loaded = load_folder(path) if path.is_dir() else load_model(path)
         return cls(*loaded, device=device)
 
@@ -315,6 +155,16 @@ class TinySora:
         `scores` (a run's metrics.json, when given), the limits) in `folder`, for from_pretrained or the Hub."""
         return save_folder(folder, self.config, self.tokenizer, self.data_shape, self.denoiser, self.vae,
                            model_card(self.config, self.data_shape, scores))
+
+    def push_to_hub(self, repo_id: str, scores: Optional[dict] = None, private: Optional[bool] = None,
+                    token: Optional[str] = None, message: str = "Upload a minisora model") -> str:
+        """The folder of save_pretrained as one commit to Hugging Face Hub repo `repo_id` (the `hub` extra; made if
+        it does not exist); the commit's address. from_pretrained(repo_id) reads it back."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, scores)
+            return hub.upload(folder, repo_id, private, token, message)
 
     # -- the tasks --
 
@@ -511,41 +361,3 @@ def as_video(video: VideoLike) -> torch.Tensor:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
         raise ValueError(f"a video must be a tensor (3, T, H, W) in [-1, 1] or a video file, got {shape}")
     return video.detach().float().cpu()
-
-
-# ---- the model card ----
-
-def model_card(config: VideoConfig, data_shape: Sequence[int], scores: Optional[dict] = None) -> str:
-    """README.md of a saved model: what it learned from, how it was trained, how it scores, what it cannot do."""
-    defaults = VideoConfig()
-    changed = [f"--{field.name}={getattr(config, field.name)}" for field in fields(VideoConfig)
-               if getattr(config, field.name) != getattr(defaults, field.name)
-               and field.name not in ("out_dir", "overwrite", "resume", "device")]
-    _, frames, height, width = data_shape
-    lines = [f"# A tiny text-to-video model ({KIND})", "",
-             f"Trained from nothing by minisora on its synthetic **{config.dataset}** world "
-             f"(`tiny_datasets/videos.py`): {config.num_clips} rendered clips of {frames} frames of {height}x{width} "
-             f"with captions; the held-out captions were never trained on.", "",
-             "```bash", "python -m minisora train --preset tiny " + " ".join(changed), "```", "",
-             f"A video DiT ({config.depth} blocks of width {config.hidden}, {config.layout} attention, "
-             f"{config.objective} objective) on {'pixels' if config.space == 'pixel' else 'VAE latents'}, "
-             f"{config.steps} steps" + (f" and {config.expert_steps} of a clean-end expert" if config.expert_steps
-                                        else "") + ".", "",
-             "```python", "from minisora.pipeline import TinySora", "sora = TinySora.from_pretrained(\"THIS_FOLDER\")",
-             "sora.text_to_video(\"a large red square moving right slowly\", num=4).save(\"samples\")", "```", ""]
-    if scores and "trained" in scores:
-        trained = scores["trained"]
-        lines += ["## Scores against the world (held-out captions)", "",
-                  "| what | score |", "| --- | --- |",
-                  *(f"| text to video: {name} | {trained[name]:.0%} |" for name in ("adherence", "colour", "shape",
-                                                                                    "direction", "motion")
-                    if name in trained)]
-        for task, row in scores.get("tasks", {}).get("trained", {}).items():
-            lines.append(f"| {task.replace('_', ' ')}: median track error | {row['track_error_px']:.2f} px |")
-        lines.append("")
-    lines += ["## Limits", "",
-              f"It knows only its world's words ({config.dataset}: colours, shapes, directions, speeds) and draws one "
-              f"object on a plain background; it is a teaching model, a few million parameters trained on a CPU. "
-              f"Clips longer than {frames} frames are made window by window and drift from the world's truth after "
-              f"the first window.", ""]
-    return "\n".join(lines)

@@ -40,7 +40,7 @@ from .diffusion.schedules import alphas_cumprod, linear_betas, respace_timesteps
 from .models.dit import DIT_SIZES, DiT, DiTConfig, position_table
 from .models.image_vae import ImageVAE, ImageVAEConfig
 from .randomness import randn
-from .train.checkpoint import read_checkpoint
+from .checkpoint import read_checkpoint
 from .train.precision import PRECISIONS
 
 # heads by width, from the paper's Table 1 (the checkpoint's tensors do not say how the width is split)

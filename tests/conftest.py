@@ -116,8 +116,8 @@ def untrained_toy(tmp_path_factory):
     frame (first.png)."""
     from minisora.data.video_io import write_image, write_video
     from minisora.models.text import CaptionTokenizer
-    from minisora.pipeline import build_denoiser, save_model
-    from minisora.train.video_config import VideoConfig
+    from minisora.trained_model import build_denoiser, save_model
+    from minisora.video_config import VideoConfig
     from tiny_datasets.videos import video_dataset
 
     out = tmp_path_factory.mktemp("untrained_toy")

@@ -9,7 +9,7 @@ import sys
 
 from minisora.config import apply_overrides
 from minisora.train import video
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 
 
 class Died(RuntimeError):

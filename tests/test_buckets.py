@@ -7,7 +7,7 @@ import torch
 
 from minisora.data.buckets import Bucket, parse_buckets, pick_bucket, shift_for
 from minisora.train import video
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 from minisora.train.video_data import training_buckets, training_clips
 from tiny_datasets.videos import video_dataset
 

@@ -3,8 +3,8 @@ checkpoint whole, and a checkpoint from another configuration or a damaged file 
 import pytest
 import torch
 
-from minisora.train import checkpoint as checkpoint_module
-from minisora.train.checkpoint import load_checkpoint, save_checkpoint
+from minisora import checkpoint as checkpoint_module
+from minisora.checkpoint import load_checkpoint, save_checkpoint
 from minisora.train.loop import Checkpointing, train_loop
 
 

@@ -10,7 +10,7 @@ from minisora.memory import MemoryConfig
 from minisora.train.images import ImagesConfig
 from minisora.train.toy2d import Toy2DConfig
 from minisora.train.vae import VAEConfig
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 
 # where 0 means something: written here, apart from the configurations' own range tables, so that a table that
 # forgets a field or allows too much fails this test

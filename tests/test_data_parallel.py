@@ -18,7 +18,7 @@ from minisora.parallel.batch import BatchShard
 from minisora.parallel.checks import data_parallel_difference
 from minisora.parallel.launch import run_on_processes
 from minisora.train.video import run_video
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # a run too small to learn anything, with given frames, buckets and accumulation: the plumbing of every path

@@ -7,9 +7,9 @@ import torch
 from minisora.__main__ import main
 from minisora.data.video_io import psnr, read_image, read_video, write_image, write_video
 from minisora.generate import Prompting, chunk_starts, edit_sigma, parse_size, sample_latents, sample_long
-from minisora.pipeline import load_model
+from minisora.trained_model import load_model
 from minisora.train.video import run_video
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 from tiny_datasets.videos import video_dataset
 
 TOY = dict(num_frames=8, hidden=32, depth=1, heads=2, text_hidden=16, text_depth=1, num_clips=64, held_out=8,

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from minisora.__main__ import main
-from minisora.pipeline import TinySora, Videos, load_model
+from minisora.pipeline import TinySora, Videos
+from minisora.trained_model import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a large red square moving right slowly"
@@ -128,10 +129,77 @@ def test_saving_refuses_to_replace_samples_unless_asked(untrained_toy, tmp_path)
     assert "adherence" in videos.scores()
 
 
-def test_the_pipeline_imports_no_trainer():
-    """Sampling needs nothing of training: importing the pipeline loads neither the training loop nor the video
-    trainer nor the evaluation (which trains nothing but is the trainer's)."""
-    loaded = subprocess.run([sys.executable, "-c", "import sys, minisora.pipeline; print(' '.join(sys.modules))"],
+def test_sampling_scoring_and_the_demo_import_no_trainer():
+    """Imports run one way: the pipeline, the sample command's code, the scores and the demo load nothing of
+    minisora.train (the model's files are read by trained_model.py, its configuration is video_config.py)."""
+    modules = "minisora.pipeline, minisora.trained_model, minisora.generate, minisora.scoring, minisora.demo"
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, {modules}; print(' '.join(sys.modules))"],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for trainer in ("minisora.train.loop", "minisora.train.video", "minisora.train.video_data", "minisora.evaluation"):
-        assert trainer not in loaded, trainer
+    assert "minisora.pipeline" in loaded and "minisora.demo" in loaded
+    assert [name for name in loaded if name == "minisora.train" or name.startswith("minisora.train.")] == []
+    assert "minisora.evaluation" not in loaded  # the trainer's scoring of a run, not the pipeline's
+
+
+class FakeHub:
+    """huggingface_hub's calls that minisora.hub makes, answered from a local folder: no network."""
+
+    def __init__(self, root: Path):
+        self.root, self.calls = root, []
+
+    def snapshot_download(self, repo_id, revision=None, token=None, allow_patterns=None):
+        self.calls.append(("download", repo_id, revision, tuple(allow_patterns)))
+        folder = self.root / repo_id
+        if not folder.is_dir():
+            raise FileNotFoundError(f"404 Client Error: Repository Not Found for url: .../{repo_id}")
+        return str(folder)
+
+    def HfApi(self, token=None):
+        hub = self
+
+        class Api:
+            def create_repo(self, repo_id, private=None, exist_ok=False):
+                hub.calls.append(("create", repo_id, private, exist_ok))
+
+            def upload_folder(self, repo_id, folder_path, commit_message, allow_patterns):
+                hub.calls.append(("upload", repo_id, commit_message, tuple(allow_patterns)))
+                target = hub.root / repo_id
+                target.mkdir(parents=True, exist_ok=True)
+                for path in Path(folder_path).iterdir():
+                    (target / path.name).write_bytes(path.read_bytes())
+                return type("Commit", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
+
+        return Api()
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub", reason="the hub extra (huggingface_hub) is not installed")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # should anything slip past the fakes, it fails instead of downloading
+    hub = FakeHub(tmp_path / "hub")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "HfApi", hub.HfApi)
+    return hub
+
+
+def test_a_model_pushed_to_the_hub_comes_back_the_same(untrained_toy, fake_hub):
+    sora = TinySora.from_pretrained(untrained_toy / "model.pt", device="cpu")
+    address = sora.push_to_hub("someone/tiny-sora", private=True)
+    assert address == "https://hub.example/someone/tiny-sora/commit/1"
+    assert [call[0] for call in fake_hub.calls] == ["create", "upload"]
+    assert fake_hub.calls[0] == ("create", "someone/tiny-sora", True, True)
+    assert sorted(fake_hub.calls[1][3]) == ["README.md", "config.json", "model.safetensors"]
+    again = TinySora.from_pretrained("someone/tiny-sora", device="cpu", revision="main")
+    assert fake_hub.calls[-1][:3] == ("download", "someone/tiny-sora", "main")
+    assert torch.equal(sora.text_to_video(PROMPT, steps=2, seed=3).tensor,
+                       again.text_to_video(PROMPT, steps=2, seed=3).tensor)
+
+
+def test_a_repo_the_hub_cannot_give_is_a_clear_error(fake_hub, tmp_path, monkeypatch):
+    with pytest.raises(OSError, match="nobody/missing is no file or folder here.*Repository Not Found"):
+        TinySora.from_pretrained("nobody/missing", device="cpu")
+    monkeypatch.chdir(tmp_path)  # a relative path that is no folder here and not owner/name is not sent to the Hub
+    with pytest.raises(OSError, match="runs/sora/model.pt"):
+        TinySora.from_pretrained("runs/sora/model.pt", device="cpu")
+    assert [call for call in fake_hub.calls if call[0] == "download"] == [("download", "nobody/missing", None,
+                                                                           ("config.json", "model.safetensors",
+                                                                            "README.md"))]

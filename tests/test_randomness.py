@@ -6,7 +6,7 @@ from torch import nn
 from minisora.diffusion.ddpm import ddpm_loss
 from minisora.diffusion.schedules import alphas_cumprod, linear_betas
 from minisora.randomness import rand, randint, randn
-from minisora.train.objectives import objective_loss, wrap_network
+from minisora.diffusion.objectives import objective_loss, wrap_network
 
 
 def test_draws_are_the_generator_stream():

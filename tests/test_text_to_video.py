@@ -14,9 +14,9 @@ from minisora.config import apply_overrides
 from minisora.diffusion.experts import NoiseLevelExperts
 from minisora.train import video
 from minisora.models.text import split_words
-from minisora.pipeline import load_model
+from minisora.trained_model import load_model
 from minisora.train.video import run_video
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 from minisora.train.video_data import held_out_clips, training_clips
 
 ROOT = Path(__file__).resolve().parents[1]

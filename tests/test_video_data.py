@@ -7,7 +7,7 @@ import torch
 from minisora.__main__ import main
 from minisora.data.video_io import write_gif, write_video
 from minisora.train.video import run_video
-from minisora.train.video_config import VideoConfig
+from minisora.video_config import VideoConfig
 from minisora.train.video_data import FolderData, clip_size
 from minisora.scoring import score_videos
 from minisora.train.video_data import held_out_clips

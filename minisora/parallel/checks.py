@@ -76,7 +76,7 @@ def data_parallel_difference(mode: str = "ddp", steps: int = 3) -> float:
 
     from ..data.buckets import Bucket
     from ..train.video import train_video
-    from ..train.video_config import VideoConfig
+    from ..video_config import VideoConfig
     from .data_parallel import DataParallel
 
     torch.set_default_dtype(torch.float64)

@@ -23,9 +23,9 @@ from ..models.dit import DiT, DiTConfig
 from ..models.uvit import UViT, UViTConfig
 from ..parallel import data_parallel
 from ..parallel.data_parallel import DataParallel, check_parallel_mode, unsharded
-from .checkpoint import check_run_folder, save_checkpoint
+from ..checkpoint import check_run_folder, save_checkpoint
 from .loop import train_loop
-from .objectives import (NOISE_LABEL_SCALES, around, check_objective, network_of, objective_loss,
+from ..diffusion.objectives import (NOISE_LABEL_SCALES, around, check_objective, network_of, objective_loss,
                          wrap_network)
 
 

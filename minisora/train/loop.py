@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..parallel.data_parallel import DataParallel, load_whole_optimizer_state, load_whole_state, whole
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from .ema import make_ema, update_ema
 from .optimizers import build_optimizer
 from .precision import MixedPrecision

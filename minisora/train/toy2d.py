@@ -22,9 +22,9 @@ from ..models.mlp import ToyMLP, ToyMLPConfig
 from ..parallel import data_parallel
 from ..parallel.batch import BatchShard
 from ..parallel.data_parallel import DataParallel, check_parallel_mode, unsharded
-from .checkpoint import check_run_folder, save_checkpoint
+from ..checkpoint import check_run_folder, save_checkpoint
 from .loop import train_loop
-from .objectives import around, network_of
+from ..diffusion.objectives import around, network_of
 
 
 # the range of every numeric field of Toy2DConfig

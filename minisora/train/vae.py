@@ -18,7 +18,7 @@ from ..data.video_io import psnr, tile_videos, write_frame_grid, write_gif, writ
 from ..models.vae import VideoVAE, VideoVAEConfig, compression_ratio, measure_latent_scale, vae_loss
 from ..parallel import data_parallel
 from ..parallel.data_parallel import DataParallel, check_parallel_mode, unsharded
-from .checkpoint import check_run_folder, save_checkpoint
+from ..checkpoint import check_run_folder, save_checkpoint
 from .loop import Checkpointing, train_loop
 
 TRAINING_CLIPS = 10**7  # clips are rendered on the fly by index, so the training set is practically endless

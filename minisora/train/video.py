@@ -13,7 +13,7 @@ decode them. Here on a tiny world, on a CPU, from nothing: `python -m minisora t
 
 Everything the `sample` command needs is in OUT_DIR/model.pt: the configuration, the vocabulary, the EMA weights (the
 model's and its expert's) and the VAE's weights (weights only: loading runs no code). The configuration and presets
-are in train/video_config.py, the data in train/video_data.py, sampling in generate.py, the task scores in
+are in video_config.py, the data in train/video_data.py, sampling in generate.py, the task scores in
 evaluation.py.
 """
 import copy
@@ -40,16 +40,15 @@ from ..parallel import data_parallel
 from ..parallel.data_parallel import DataParallel, unsharded
 from ..randomness import randn
 from ..scoring import describe_scores, score_videos
-from .checkpoint import check_run_folder
+from ..checkpoint import check_run_folder
 from .loop import Checkpointing, Logging, learning_rates, train_loop
-from .video_config import VideoConfig
+from ..video_config import VideoConfig
 from .video_data import (FolderData, TrainingSet, held_out_clips, held_out_loss, training_buckets,
                          training_clips)
-from .objectives import around, network_of, objective_loss
+from ..diffusion.objectives import around, network_of, objective_loss
 from .vae import VAEConfig, load_vae, run_vae
-from ..pipeline import build_denoiser, decode, encode, model_card, save_folder, save_model, write_samples
-# lessons 00 and 13 still import load_model from here, until they go through the pipeline
-from ..pipeline import load_model  # noqa: F401
+from ..pipeline import write_samples
+from ..trained_model import build_denoiser, decode, encode, model_card, save_folder, save_model
 
 
 def prepare_vae(config: VideoConfig, parallel: Optional[DataParallel] = None) -> Optional[VideoVAE]:

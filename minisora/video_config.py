@@ -3,15 +3,15 @@
 from dataclasses import dataclass
 from typing import Tuple
 
-from ..config import check_device, check_ranges, resolve_device
-from ..data.buckets import parse_buckets, unseen_buckets
-from ..diffusion.conditioning import parse_task_mix
-from ..diffusion.flow import Path as FlowPath
-from ..diffusion.samplers import check_sampler
-from ..models.video_dit import FRAME_MARKINGS
-from ..parallel.data_parallel import check_parallel_mode
-from ..parallel.sequence import SEQUENCE_METHODS
-from .objectives import check_objective
+from .config import check_device, check_ranges, resolve_device
+from .data.buckets import parse_buckets, unseen_buckets
+from .diffusion.conditioning import parse_task_mix
+from .diffusion.flow import Path as FlowPath
+from .diffusion.samplers import check_sampler
+from .models.video_dit import FRAME_MARKINGS
+from .parallel.data_parallel import check_parallel_mode
+from .parallel.sequence import SEQUENCE_METHODS
+from .diffusion.objectives import check_objective
 
 SPACES = ("latent", "pixel")
 

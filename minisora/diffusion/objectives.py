@@ -7,9 +7,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..diffusion.denoisers import VPDenoiser
-from ..diffusion.edm import EDMDenoiser, edm_loss
-from ..diffusion.flow import DATA_PREDICTION_MIN_SIGMA, FlowDenoiser, Path as FlowPath, flow_matching_loss
+from .denoisers import VPDenoiser
+from .edm import EDMDenoiser, edm_loss
+from .flow import DATA_PREDICTION_MIN_SIGMA, FlowDenoiser, Path as FlowPath, flow_matching_loss
 from ..parallel.batch import BatchShard
 
 OBJECTIVES = ("edm", "flow")
