@@ -69,7 +69,7 @@ def flow_matching_loss(model: Callable, x0: torch.Tensor, path: Path, prediction
 
 def sample_times(batch_size: int, distribution: str = "uniform", shift: float = 1.0,
                  generator: Optional[torch.Generator] = None, device=None) -> torch.Tensor:
-    """Lesson 09 (section 7): batch_size training times in (0, 1) for the flow-matching loss.
+    """Lesson 09 (section 8): batch_size training times in (0, 1) for the flow-matching loss.
 
     distribution "uniform" (SiT) or "logit_normal", the times whose logit is a standard normal (Esser et al. 2024,
     Stable Diffusion 3). Then Esser et al.'s time shift with factor `shift`: the map of t that sends the odds
