@@ -53,12 +53,26 @@ class Track:
     direction: str  # the caption's direction: a key of DIRECTIONS, or "left"/"right" for the ball
     speed: str  # a key of SPEEDS, or "" for the ball (gravity sets its speed)
     positions: Tuple[Tuple[float, float], ...]  # (x, y) of the centre, fractions of width and height, one per frame
+    visible: Tuple[float, ...] = ()  # the share of the object a frame shows, one per frame (worlds with occlusion)
+    collisions: Tuple[float, ...] = ()  # the times (in frames from the first) it hit another object (worlds.py)
 
     def as_dict(self) -> dict:
         """JSON-ready, positions rounded to 1e-5 of the side."""
-        return {"kind": self.kind, "name": self.name, "colour": self.colour, "extent": self.extent,
-                "direction": self.direction, "speed": self.speed,
-                "positions": [[round(x, 5), round(y, 5)] for x, y in self.positions]}
+        record = {"kind": self.kind, "name": self.name, "colour": self.colour, "extent": self.extent,
+                  "direction": self.direction, "speed": self.speed,
+                  "positions": [[round(x, 5), round(y, 5)] for x, y in self.positions]}
+        if self.visible:
+            record["visible"] = list(self.visible)
+        if self.collisions:
+            record["collisions"] = [round(time, 5) for time in self.collisions]
+        return record
+
+    def seen_over(self, start_frame: int, num_frames: int) -> "Track":
+        """The same object over frames start_frame .. start_frame + num_frames - 1 of its motion."""
+        end = start_frame + num_frames
+        return replace(self, positions=self.positions[start_frame:end], visible=self.visible[start_frame:end],
+                       collisions=tuple(time - start_frame for time in self.collisions
+                                        if start_frame <= time <= end - 1))
 
 
 def choice(options: Sequence, generator: torch.Generator):
@@ -179,8 +193,8 @@ class ProceduralVideos(torch.utils.data.Dataset):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         tracks = self.simulate(generator, start_frame + num_frames)
         width, height = self.box
-        return tuple(replace(track, positions=tuple((x / width, y / height)
-                                                    for x, y in track.positions[start_frame:])) for track in tracks)
+        return tuple(replace(track, positions=tuple((x / width, y / height) for x, y in track.positions)
+                             ).seen_over(start_frame, num_frames) for track in tracks)
 
     def render(self, tracks: Sequence[Track]) -> torch.Tensor:
         """Draw every frame of a clip: (3, T, H, W) floats in [-1, 1]."""
@@ -295,10 +309,13 @@ class BouncingBall(ProceduralVideos):
 
 
 VIDEO_DATASETS: Dict[str, type] = {"shapes": MovingShapes, "digits": MovingDigits, "ball": BouncingBall}
+# lesson 15's worlds (collisions, occlusion, painter, physics) build on the classes above and add themselves here
+from . import worlds  # noqa: E402,F401
 
 
 def video_dataset(name: str, **options) -> ProceduralVideos:
-    """One of the tiny video datasets by name: "shapes", "digits" or "ball"."""
+    """One of the tiny video datasets by name: "shapes", "digits", "ball", or a world of worlds.py ("collisions",
+    "occlusion", "painter", "physics")."""
     if name not in VIDEO_DATASETS:
         raise ValueError(f"unknown video dataset {name!r}; choose one of {', '.join(VIDEO_DATASETS)}")
     return VIDEO_DATASETS[name](**options)

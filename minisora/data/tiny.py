@@ -16,7 +16,9 @@ TINY_DATA_CONFIG_RANGES = {
 
 @dataclass
 class TinyDataConfig:
-    dataset: str = "shapes"  # "shapes" (moving shapes), "digits" (moving digits) or "ball" (bouncing ball)
+    # "shapes", "digits", "ball", or a world of lesson 15 (tiny_datasets/worlds.py): "collisions", "occlusion",
+    # "painter" or "physics"
+    dataset: str = "shapes"
     num_items: int = 200  # clips to write
     image_size: int = 32  # side of every frame (even, for yuv420p)
     num_frames: int = 17  # frames per clip (1 + 4k suits a causal VAE with 4x temporal compression)
