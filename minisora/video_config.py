@@ -149,9 +149,11 @@ VIDEO_PRESETS = {
     # every task at every size: clips, images and wide clips in buckets that cost a step alike (4096 tokens each),
     # given frames marked by a mask channel; scored also at a size never trained on. 31 minutes at 0.57 s a step
     # (about 21 at 0.39 s); text to video 97%, every task scored in benchmarks/RESULTS.md ("Tiny Sora")
+    # scored with DPM-Solver++(2M) at 20 steps (20 network evaluations, Heun's 20 take 39): the evaluation in 0.51-0.57
+    # of the time, every score within its standard error on two seeds (benchmarks/RESULTS.md, "The speedrun's levers")
     "sora": VideoConfig(out_dir="runs/sora", frame_marking="mask_channel", task_mix=SORA_TASK_MIX,
                         buckets="16x32x32:32:4,1x32x32:256:1,8x32x48:42:1", unseen_sizes="12x40x40", steps=2400,
-                        expert_steps=200),
+                        expert_steps=200, sampler="dpmpp_2m"),
     # for one 24 GB GPU: 64x64 clips in latent space, a DiT-S-sized model; on an H200 0.13 s a step in 6.5 GiB, about
     # 55 minutes in all (launch-bound: benchmarks/RESULTS.md, "the shapes64 preset")
     "shapes64": VideoConfig(out_dir="runs/shapes64", **GPU_PRESET),

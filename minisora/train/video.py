@@ -211,6 +211,40 @@ class PhaseClock:
         return {phase: round(seconds, 1) for phase, seconds in self.seconds.items()}
 
 
+def evaluate(config: VideoConfig, denoiser, untrained_model, tokenizer, vae, held_out_videos: torch.Tensor,
+             held_out_captions: List[str], data_shape, say=print) -> Tuple[dict, torch.Tensor]:
+    """Every score of a trained tiny-world model against the world, as metrics.json holds them: text to video on
+    the held-out captions (beside an untrained model and the real clips), each given-frame task, loops, long videos
+    and SDEdit (for a model taught given frames), text at the other sizes; and the held-out samples. Sampled with
+    config's sampler, steps and guidance (benchmarks/evaluation_levers.py varies them on a saved model)."""
+    say(f"scoring against the world: text to video for {len(held_out_captions)} captions never trained on ...")
+    scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
+    untrained, _ = score_samples(untrained_model, tokenizer, vae, held_out_captions, config, data_shape)
+    reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
+    if vae is not None:
+        reference["VAE reconstructions"] = score_videos(decode(vae, encode(vae, held_out_videos, progress=False)),
+                                                        held_out_captions, config.dataset)
+    tasks = {}
+    if gives_frames(parse_task_mix(config.task_mix)) and config.space == "pixel":  # it was taught given frames
+        say(f"scoring: {', '.join(GIVEN_FRAME_TASKS)}, loops, long videos and SDEdit ...")
+        tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
+                 "real clips": score_tasks(None, tokenizer, config, data_shape),
+                 "loops": score_loops(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out)),
+                 "long videos": score_long_videos(denoiser, tokenizer, config, data_shape, frames=4 * data_shape[1],
+                                                  count=min(16, config.held_out)),
+                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out))}
+    sizes = {}
+    if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
+        other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
+        other_sizes += [(bucket, "never trained on") for bucket in unseen_buckets(config.unseen_sizes)]
+        if other_sizes:
+            say(f"scoring: text at {', '.join(bucket.describe() for bucket, _ in other_sizes)} ...")
+        sizes = {f"{bucket.describe()} ({kind})": score_text_at(denoiser, tokenizer, config, bucket.frames,
+                                                                bucket.height, bucket.width)
+                 for bucket, kind in other_sizes}
+    return {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "sizes": sizes}, samples
+
+
 def run_video(config: VideoConfig, progress: bool = True) -> dict:
     """Data, VAE, latents, DiT, samples and scores; writes everything to out_dir and returns the metrics. Launched
     by torchrun, every process prepares the data and trains (`config.parallel`); process 0 alone writes, samples
@@ -248,40 +282,17 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
         return report_folder_run(config, folder, denoiser, untrained_model, tokenizer, held_out_videos,
                                  held_out_captions, data_shape, losses, train_seconds, start_time)
     say = print if progress else (lambda *_: None)
-    say(f"scoring against the world: text to video for {len(held_out_captions)} captions never trained on ...")
-    scores, samples = score_samples(denoiser, tokenizer, vae, held_out_captions, config, data_shape)
-    untrained, _ = score_samples(untrained_model, tokenizer, vae, held_out_captions, config, data_shape)
-    reference = {"real clips": score_videos(held_out_videos, held_out_captions, config.dataset)}
-    if vae is not None:
-        reference["VAE reconstructions"] = score_videos(decode(vae, encode(vae, held_out_videos, progress=False)),
-                                                        held_out_captions, config.dataset)
-    tasks = {}
-    if gives_frames(parse_task_mix(config.task_mix)) and config.space == "pixel":  # it was taught given frames
-        say(f"scoring: {', '.join(GIVEN_FRAME_TASKS)}, loops, long videos and SDEdit ...")
-        tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
-                 "real clips": score_tasks(None, tokenizer, config, data_shape),
-                 "loops": score_loops(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out)),
-                 "long videos": score_long_videos(denoiser, tokenizer, config, data_shape, frames=4 * data_shape[1],
-                                                  count=min(16, config.held_out)),
-                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out))}
-        draw_task_plots(tasks["long videos"], tasks["sdedit"], out)
-    sizes = {}
-    if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
-        other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
-        other_sizes += [(bucket, "never trained on") for bucket in unseen_buckets(config.unseen_sizes)]
-        if other_sizes:
-            say(f"scoring: text at {', '.join(bucket.describe() for bucket, _ in other_sizes)} ...")
-        sizes = {f"{bucket.describe()} ({kind})": score_text_at(denoiser, tokenizer, config, bucket.frames,
-                                                                bucket.height, bucket.width)
-                 for bucket, kind in other_sizes}
+    scored, samples = evaluate(config, denoiser, untrained_model, tokenizer, vae, held_out_videos, held_out_captions,
+                               data_shape, say)
+    if scored["tasks"]:
+        draw_task_plots(scored["tasks"]["long videos"], scored["tasks"]["sdedit"], out)
     phases.end("evaluation")
     write_samples(samples, out)
     (out / "captions.txt").write_text("\n".join(held_out_captions) + "\n")
     draw_loss_curve(losses, out / "loss.png", learning_rates(config.learning_rate, config.steps, config.warmup_steps
                                                               )[-len(losses):])
     phases.end("writing")
-    metrics = {"trained": scores, "untrained": untrained, **reference, "tasks": tasks, "sizes": sizes,
-               "data_shape": list(data_shape),
+    metrics = {**scored, "data_shape": list(data_shape),
                "parameters": sum(p.numel() for p in untrained_model.parameters()),  # of one network (an expert's same)
                "prepare_seconds": round(phases.seconds["data"], 1), "phase_seconds": phases.rounded(),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.time() - start_time, 1),
@@ -291,7 +302,8 @@ def run_video(config: VideoConfig, progress: bool = True) -> dict:
     expert = f" and {config.expert_steps} of the clean-end expert" if config.expert_steps else ""
     print(f"trained {config.steps} steps{expert} in {train_seconds:.0f} s ({time.time() - start_time:.0f} s in all); "
           f"{len(held_out_captions)} samples for captions never trained on, scored against the world:")
-    for name in ("trained", "untrained", *reference):
+    tasks, sizes = metrics["tasks"], metrics["sizes"]
+    for name in ("trained", "untrained", "real clips", *(["VAE reconstructions"] if vae is not None else [])):
         row = metrics[name]
         print(f"  {name:<20} {describe_scores(row)}")
     for name, row in sizes.items():
