@@ -80,7 +80,8 @@ def vae_loss(vae: VideoVAE, video: torch.Tensor, kl_weight: float, reconstructio
       ("l2"); any other `reconstruction` is a ValueError naming it;
     - the KL term: your `gaussian_kl` of the posterior summed over every latent value, divided by the number of pixel
       values of the batch (so that both terms are per pixel value);
-    - loss = the reconstruction error + kl_weight * the KL term, a tensor that backpropagates to the VAE's weights;
+    - loss: section 4.4's beta-weighted surrogate of the two terms (beta = kl_weight), a tensor that backpropagates to
+      the VAE's weights;
     - terms = {"reconstruction": ..., "kl": ...}, the two terms as Python floats.
     """
     raise NotImplementedError("Lesson 06: the VAE's loss")

@@ -13,8 +13,9 @@ REFERENCE_MODULES = ("minisora.models.dit", "minisora.models.embeddings", "minis
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Lesson 08, exercise 1 (section 1; Section 3.2): adaptive layer norm's affine part on tokens x (B, N, D) with
-    shift and scale (B, D): x (1 + scale) + shift, the same for every token of a sample."""
+    """Lesson 08, exercise 1 (section 1; Section 3.2): adaptive layer norm's affine part on tokens x (B, N, D): LayerNorm's
+    gain and bias made per sample from shift and scale (B, D), the gain written around 1 (so that a zero modulation
+    leaves the tokens as they are), the same for every token of a sample."""
     raise NotImplementedError("Lesson 08: adaLN's modulation, Section 3.2 of Peebles & Xie 2023")
 
 
@@ -54,8 +55,9 @@ def sample_ddpm_learned_variance(denoiser: Callable, x: torch.Tensor, sigmas: to
     """Lesson 08, exercise 5 (sections 8 and 10): DiT's own sampler in sigma space.
     `denoiser.with_variance(x, sigma, **cond)` gives (x_0 estimate, v); each step from sigma_i to sigma_{i+1} goes
     to the mean of DDPM's posterior (the ancestral step with eta = 1 without its noise: `samplers.ancestral_step`)
-    and adds noise of the learned variance log Sigma = (v + 1) / 2 log beta + (1 - (v + 1) / 2) log beta~ (Nichol &
-    Dhariwal Eq. 15), with alpha_bar = 1 / (1 + sigma^2), beta = 1 - alpha_bar_i / alpha_bar_{i+1},
+    and adds noise of the learned variance: Nichol & Dhariwal's interpolation between beta and beta~ (their Eq. 15,
+    section 8: in log space, the network's v in [-1, 1] mapped to the weight of beta), with alpha_bar =
+    1 / (1 + sigma^2), beta = 1 - alpha_bar_i / alpha_bar_{i+1},
     beta~ = (1 - alpha_bar_{i+1}) / (1 - alpha_bar_i) beta, scaled by 1 / sqrt(alpha_bar_{i+1}) into x's coordinates
     (noise from `minisora.randomness.randn` with the generator); the step into sigma = 0 returns the estimate
     itself."""
