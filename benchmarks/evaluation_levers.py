@@ -23,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speedrun import FLOORS, scores_of  # noqa: E402
 
 from minisora.trained_model import build_denoiser, load_model  # noqa: E402
-from minisora.train.video import evaluate  # noqa: E402
+from minisora.train.video import LOOP_AND_EDIT_CLIPS, evaluate  # noqa: E402
 from minisora.train.video_data import held_out_clips  # noqa: E402
 
-COUNTS = {"text_trained": "held_out", "text_unseen": "held_out", "text_to_image": "held_out", "identity": "held_out",
-          "loops": 32}  # clips behind each share (the loops use up to 32 of the held-out clips)
+SHARES = ("text_trained", "text_unseen", "text_to_image", "identity", "loops")  # the floors that are shares of clips
 
 
 def parse_setting(text: str):
@@ -49,7 +48,8 @@ def main():
     torch.manual_seed(config.seed + 2)  # the untrained model the run scored beside its own
     untrained = build_denoiser(config, data_shape, len(tokenizer))
     names = [name for _, name, _, _ in FLOORS]
-    print(f"{args.model}: {len(captions)} held-out clips, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(f"{args.model}: {len(captions)} held-out clips, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads\n")
     print("| setting | network evaluations a sample | evaluation s | " + " | ".join(names) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in names) + " |")
     for sampler, steps in settings:
@@ -61,12 +61,11 @@ def main():
         cells = []
         for name in names:
             value = scores[name]
-            count = COUNTS.get(name)
-            if count is None:  # a track error in pixels: the median of the clips' errors
+            if name not in SHARES:  # a track error in pixels: the median of the clips' errors
                 cells.append(f"{value:.2f} px")
-            else:
-                clips = config.held_out if count == "held_out" else min(count, config.held_out)
-                cells.append(f"{value:.3f} ± {math.sqrt(max(value * (1 - value), 1e-12) / clips):.3f}")
+                continue
+            clips = min(LOOP_AND_EDIT_CLIPS, config.held_out) if name == "loops" else config.held_out
+            cells.append(f"{value:.3f} ± {math.sqrt(max(value * (1 - value), 1e-12) / clips):.3f}")
         evaluations = 2 * steps - 1 if sampler == "heun" else steps
         print(f"| {sampler}:{steps} | {evaluations} | {seconds:.0f} | " + " | ".join(cells) + " |", flush=True)
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from tiny_datasets.shapes import BACKGROUND, COLOURS
+from tiny_datasets.videos import bounce_between_walls
 from tiny_datasets.worlds import BRUSH_TIP, PILLAR_COLOUR
 from .scoring import MINIMUM_BLOB, shape_from_fill
 
@@ -236,8 +237,6 @@ def straight_line(world, truths: Sequence[Sequence], given_masks: torch.Tensor) 
     """Every object continued after the last given frame at its velocity between the last two given frames,
     reflected by the world's walls (`walls_beyond_frame` beyond its edges) but passing through other objects (no
     physics but the walls), drawn by `world` (the dataset the truths came from)."""
-    from tiny_datasets.videos import bounce_between_walls
-
     box = world.box
     beyond = getattr(world, "walls_beyond_frame", 0.0)
     videos = []

@@ -73,15 +73,20 @@ def draw_shape(draw: ImageDraw.ImageDraw, item: Shape, canvas_width: int, canvas
     if item.shape not in SHAPES or item.colour not in COLOURS or item.size not in SIZES:
         raise ValueError(f"unknown shape {item}; shapes {SHAPES}, colours {list(COLOURS)}, sizes {list(SIZES)}")
     canvas_height = canvas_height or canvas_width
-    half = SIZES[item.size] * min(canvas_width, canvas_height) / 2
-    cx, cy = item.x * canvas_width, item.y * canvas_height
+    draw_shape_at(draw, item.shape, item.x * canvas_width, item.y * canvas_height,
+                  SIZES[item.size] * min(canvas_width, canvas_height) / 2, COLOURS[item.colour])
+
+
+def draw_shape_at(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill) -> None:
+    """A circle, square or triangle (apex up) centred at (cx, cy) canvas pixels, `half` its half extent, in any fill
+    (a colour; or 255 and 0 on a mask, as worlds.py counts an object's visible share)."""
     box = [cx - half, cy - half, cx + half, cy + half]
-    if item.shape == "circle":
-        draw.ellipse(box, fill=COLOURS[item.colour])
-    elif item.shape == "square":
-        draw.rectangle(box, fill=COLOURS[item.colour])
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
     else:
-        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=COLOURS[item.colour])
+        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=fill)
 
 
 def render(shapes: Sequence[Shape], image_size: int) -> torch.Tensor:

@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from PIL import ImageDraw, ImageFont
 
-from .shapes import COLOURS, SHAPES, SIZES, SUPERSAMPLING, Shape, canvas_to_frame, draw_shape, new_canvas
+from .shapes import (COLOURS, SHAPES, SIZES, SUPERSAMPLING, Shape, canvas_to_frame, draw_shape, draw_shape_at,
+                     new_canvas)
 
 # unit vectors of the eight directions in image coordinates (x to the right, y down)
 DIRECTIONS = {
@@ -302,10 +303,14 @@ class BouncingBall(ProceduralVideos):
         return f"a {tracks[0].colour} ball bouncing to the {tracks[0].direction}"
 
     def draw(self, draw, track, frame, canvas_width, canvas_height):
-        x, y = track.positions[frame]
-        half = track.extent * min(canvas_width, canvas_height) / 2
-        cx, cy = x * canvas_width, y * canvas_height
-        draw.ellipse([cx - half, cy - half, cx + half, cy + half], fill=COLOURS[track.colour])
+        draw_ball(draw, track, frame, canvas_width, canvas_height)
+
+
+def draw_ball(draw: ImageDraw.ImageDraw, track: Track, frame: int, canvas_width: int, canvas_height: int) -> None:
+    """A ball of the track's colour and extent where the track is at `frame` (the ball world's and worlds.py's)."""
+    x, y = track.positions[frame]
+    draw_shape_at(draw, "circle", x * canvas_width, y * canvas_height,
+                  track.extent * min(canvas_width, canvas_height) / 2, COLOURS[track.colour])
 
 
 VIDEO_DATASETS: Dict[str, type] = {"shapes": MovingShapes, "digits": MovingDigits, "ball": BouncingBall}

@@ -27,9 +27,9 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from PIL import Image, ImageDraw
 
-from .shapes import COLOURS, SHAPES, SUPERSAMPLING
+from .shapes import COLOURS, SHAPES, SUPERSAMPLING, draw_shape_at
 from .videos import (DIRECTIONS, GRAVITY, SPEEDS, VIDEO_DATASETS, ProceduralVideos, Track, bounce_between_walls, choice,
-                     random_drift, uniform)
+                     draw_ball, random_drift, uniform)
 
 BALL_SIZES = {"small": 0.2, "large": 0.3}  # a ball's diameter, fraction of the shorter side
 COLLISION_SPEEDS = (0.02, 0.05)  # a ball's speed is drawn from this range, fraction of the side per frame
@@ -104,7 +104,8 @@ def collide(first: Ball, second: Ball) -> None:
     nx, ny = dx / distance, dy / distance
     along = (first.vx - second.vx) * nx + (first.vy - second.vy) * ny  # <v1 - v2, n>, > 0 when approaching
     total = first.mass + second.mass
-    first.vx, first.vy = first.vx - 2 * second.mass / total * along * nx, first.vy - 2 * second.mass / total * along * ny
+    first.vx, first.vy = (first.vx - 2 * second.mass / total * along * nx,
+                          first.vy - 2 * second.mass / total * along * ny)
     second.vx, second.vy = (second.vx + 2 * first.mass / total * along * nx,
                             second.vy + 2 * first.mass / total * along * ny)
 
@@ -181,15 +182,9 @@ def place_apart(radii: Sequence[float], box: Tuple[float, float], generator: tor
     raise ValueError(f"could not place balls of radii {list(radii)} apart in a box of {box}: use fewer or smaller")
 
 
-def seen_from(collisions: Sequence[Tuple[float, int, int]], ball: int) -> Tuple[float, ...]:
+def collision_times(collisions: Sequence[Tuple[float, int, int]], ball: int) -> Tuple[float, ...]:
+    """The times at which `ball` (an index) hit another, from simulate_balls' list of collisions."""
     return tuple(time for time, first, second in collisions if ball in (first, second))
-
-
-def draw_ball(draw: ImageDraw.ImageDraw, track: Track, frame: int, canvas_width: int, canvas_height: int) -> None:
-    x, y = track.positions[frame]
-    half = track.extent * min(canvas_width, canvas_height) / 2
-    cx, cy = x * canvas_width, y * canvas_height
-    draw.ellipse([cx - half, cy - half, cx + half, cy + half], fill=COLOURS[track.colour])
 
 
 # ---- the worlds ----
@@ -219,7 +214,7 @@ class Collisions(ProceduralVideos):
             balls.append(Ball(x, y, speed * math.cos(angle), speed * math.sin(angle), radius))
         positions, collisions = simulate_balls(balls, num_frames, self.box)
         return tuple(Track("ball", "ball", colour, BALL_SIZES[size], "", "", tuple(track),
-                           collisions=seen_from(collisions, index))
+                           collisions=collision_times(collisions, index))
                      for index, (colour, size, track) in enumerate(zip(picked, sizes, positions)))
 
     def caption(self, tracks):
@@ -291,7 +286,7 @@ class PhysicsScenarios(ProceduralVideos):
         directions = ["right" if ball.vx > 0 else "left" if ball.vx < 0 else "" for ball in balls]
         positions, collisions = simulate_balls(balls, num_frames, self.box, gravity)
         return tuple(Track("ball", "ball", colour, 2 * ball.radius, direction, "", tuple(track),
-                           collisions=seen_from(collisions, index))
+                           collisions=collision_times(collisions, index))
                      for index, (colour, ball, direction, track) in enumerate(
                          zip(colours_used, balls, directions, positions)))
 
@@ -380,18 +375,6 @@ class Occlusion(ProceduralVideos):
             return
         draw_shape_at(draw, track.name, x * canvas_width, y * canvas_height,
                       track.extent * min(canvas_width, canvas_height) / 2, COLOURS[track.colour])
-
-
-def draw_shape_at(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill) -> None:
-    """A circle, square or triangle centred at (cx, cy) canvas pixels, `half` its half extent, as shapes.draw_shape
-    draws them, in any fill (a colour, or 255 and 0 on a mask)."""
-    box = [cx - half, cy - half, cx + half, cy + half]
-    if shape == "circle":
-        draw.ellipse(box, fill=fill)
-    elif shape == "square":
-        draw.rectangle(box, fill=fill)
-    else:
-        draw.polygon([(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)], fill=fill)
 
 
 class Painter(ProceduralVideos):

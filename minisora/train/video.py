@@ -211,6 +211,9 @@ class PhaseClock:
         return {phase: round(seconds, 1) for phase, seconds in self.seconds.items()}
 
 
+LOOP_AND_EDIT_CLIPS = 32  # held-out clips the loops and SDEdit are scored on (at most config.held_out)
+
+
 def evaluate(config: VideoConfig, denoiser, untrained_model, tokenizer, vae, held_out_videos: torch.Tensor,
              held_out_captions: List[str], data_shape, say=print) -> Tuple[dict, torch.Tensor]:
     """Every score of a trained tiny-world model against the world, as metrics.json holds them: text to video on
@@ -227,12 +230,13 @@ def evaluate(config: VideoConfig, denoiser, untrained_model, tokenizer, vae, hel
     tasks = {}
     if gives_frames(parse_task_mix(config.task_mix)) and config.space == "pixel":  # it was taught given frames
         say(f"scoring: {', '.join(GIVEN_FRAME_TASKS)}, loops, long videos and SDEdit ...")
+        side_clips = min(LOOP_AND_EDIT_CLIPS, config.held_out)
         tasks = {"trained": score_tasks(denoiser, tokenizer, config, data_shape),
                  "real clips": score_tasks(None, tokenizer, config, data_shape),
-                 "loops": score_loops(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out)),
+                 "loops": score_loops(denoiser, tokenizer, config, data_shape, count=side_clips),
                  "long videos": score_long_videos(denoiser, tokenizer, config, data_shape, frames=4 * data_shape[1],
                                                   count=min(16, config.held_out)),
-                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape, count=min(32, config.held_out))}
+                 "sdedit": score_sdedit(denoiser, tokenizer, config, data_shape, count=side_clips)}
     sizes = {}
     if config.space == "pixel":  # text alone at the other sizes trained on, and at those never trained on
         other_sizes = [(bucket, "trained") for bucket in training_buckets(config)[1:]]
